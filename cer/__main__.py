@@ -1,0 +1,7 @@
+"""Allow ``python -m cer``."""
+
+import sys
+
+from cer.cli import main
+
+sys.exit(main())
