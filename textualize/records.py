@@ -55,6 +55,14 @@ class ModalityStatus:
 
 
 @dataclass(frozen=True)
+class VideoFrame:
+    """One decoded, sampled video frame: RGB uint8 array (H, W, 3), time in s from clip start."""
+
+    time: float
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
 class MediaInfo:
     """What the container holds, read without decoding."""
 
