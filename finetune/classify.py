@@ -1,0 +1,194 @@
+"""Train a sequence classifier (encoder or decoder, full / LoRA / QLoRA) and write its run folder.
+
+Reads top to bottom: tokenize the splits, load the model, train with the Hugging Face Trainer
+(length-grouped batches, per-batch padding, optional class weights, early stopping on validation
+F1, checkpoints and resume), predict val/test, save adapter and metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from finetune.config import TRAINING_DEFAULTS, FinetuneConfig
+from finetune.data import build_dataset, encode_labels, tokenize_texts
+from finetune.runs import RunResult, finish_run, prediction_frame, start_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def training_arguments(
+    config: FinetuneConfig, run_dir: Path, seed: int, has_val: bool, cls: Any = None
+) -> Any:
+    """``TrainingArguments`` (or ``cls``, e.g. trl's SFTConfig) from our defaults + overrides."""
+    import torch
+    from transformers import TrainingArguments
+
+    values = {**TRAINING_DEFAULTS, **config.training}
+    if not has_val:
+        values.update(eval_strategy="no", load_best_model_at_end=False)
+    elif values.get("eval_strategy") != "no":
+        values.setdefault("save_strategy", values["eval_strategy"])
+        values.setdefault("load_best_model_at_end", True)
+        values.setdefault("metric_for_best_model", config.early_stopping_metric)
+        values.setdefault("greater_is_better", True)
+    if config.method == "qlora":
+        values.setdefault("gradient_checkpointing", True)
+        values.setdefault("bf16", torch.cuda.is_available())
+    values.update(output_dir=str(run_dir / "checkpoints"), seed=seed)
+    return (cls or TrainingArguments)(**values)
+
+
+def class_weight_vector(label_ids: list[int], n_labels: int) -> np.ndarray:
+    """Inverse-frequency weights normalised to mean 1 (absent classes weigh 0)."""
+    counts = np.bincount(label_ids, minlength=n_labels).astype(np.float64)
+    weights = np.divide(counts.sum(), counts * n_labels, out=np.zeros(n_labels), where=counts > 0)
+    return weights
+
+
+def make_trainer(
+    model: Any,
+    args: Any,
+    tokenizer: Any,
+    datasets: dict[str, Any],
+    weights: np.ndarray | None,
+    callbacks: list[Any],
+) -> Any:
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer
+
+    class WeightedTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            weight = torch.as_tensor(weights, dtype=outputs.logits.dtype, device=labels.device)
+            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight)
+            return (loss, outputs) if return_outputs else loss
+
+    return (WeightedTrainer if weights is not None else Trainer)(
+        model=model,
+        args=args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("val"),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_compute_metrics,
+        callbacks=callbacks,
+    )
+
+
+def _compute_metrics(prediction: Any) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    logits = (
+        prediction.predictions[0]
+        if isinstance(prediction.predictions, tuple)
+        else (prediction.predictions)
+    )
+    predicted, gold = np.asarray(logits).argmax(-1), prediction.label_ids
+    return {
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(gold, predicted, average="weighted", zero_division=0)),
+    }
+
+
+def latest_checkpoint(run_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = run_dir / "checkpoints"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def train_classifier(
+    config: FinetuneConfig,
+    frame: pd.DataFrame,
+    labels: tuple[str, ...],
+    run_dir: Path,
+    *,
+    seed: int,
+    run_id: str,
+) -> RunResult:
+    """Train on ``split == train``, select on ``val``, predict ``val`` and ``test``."""
+    from transformers import EarlyStoppingCallback, set_seed
+
+    from finetune.models import load_classifier, load_tokenizer, model_family
+
+    set_seed(seed)
+    start_run(config, run_dir, labels)
+    tokenizer = load_tokenizer(config)
+    parts = {s: frame[frame["split"] == s] for s in ("train", "val", "test")}
+    parts = {s: part for s, part in parts.items() if not part.empty}
+    datasets, truncation = {}, []
+    for split, part in parts.items():
+        ids, count = tokenize_texts(
+            tokenizer,
+            part[config.text_column].astype(str).tolist(),
+            max_length=config.max_length,
+            truncation_side=config.truncation_side,
+            split=split,
+        )
+        datasets[split] = build_dataset(ids, encode_labels(part, labels, config.label_column))
+        truncation.append(dataclasses.asdict(count))
+
+    model = load_classifier(config, labels, tokenizer)
+    args = training_arguments(config, run_dir, seed, has_val="val" in datasets)
+    weights = (
+        class_weight_vector(datasets["train"]["labels"], len(labels))
+        if config.class_weights
+        else None
+    )
+    callbacks = []
+    if args.load_best_model_at_end and config.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
+    trainer = make_trainer(model, args, tokenizer, datasets, weights, callbacks)
+    resume_from = latest_checkpoint(run_dir) if config.resume else None
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    train_seconds = time.perf_counter() - started
+
+    trainer.model.save_pretrained(run_dir / "adapter")
+    tokenizer.save_pretrained(run_dir / "adapter")
+    predictions = []
+    for split in ("val", "test"):
+        if split in datasets:
+            logits = trainer.predict(datasets[split]).predictions
+            logits = logits[0] if isinstance(logits, tuple) else logits
+            predictions.append(
+                prediction_frame(
+                    parts[split],
+                    softmax(logits),
+                    labels,
+                    run_id=run_id,
+                    label_column=config.label_column,
+                )
+            )
+    import pandas as pd
+
+    summary = {
+        "run_id": run_id,
+        "seed": seed,
+        "mode": config.mode,
+        "family": model_family(config),
+        "method": config.method,
+        "train_examples": len(datasets["train"]),
+        "train_seconds": train_seconds,
+        "train_examples_per_second": output.metrics.get("train_samples_per_second"),
+        "global_step": output.global_step,
+        "resumed_from": resume_from,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "truncation": truncation,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    return finish_run(run_dir, pd.concat(predictions, ignore_index=True), labels, summary)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

@@ -1,0 +1,86 @@
+"""``cer finetune``: train/evaluate classifiers on prompts, and apply a trained run.
+
+    cer finetune train --config experiments/finetune/meld_minilm_lora.yaml [--flag VALUE ...]
+    cer finetune predict RUN PROMPTS [--output predictions.parquet]
+
+``train`` also covers generative SFT (``--mode generate``), zero-shot scoring (``--mode
+zeroshot``) and cross-validation (``--splits FILE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from cer.config import add_options
+    from finetune.config import FinetuneConfig, add_training_flags
+
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune BERT/LLaMA classifiers on textualized prompts",
+        description="Fine-tune encoder (BERT) or decoder (LLaMA) classifiers on prompts from "
+        "`cer textualize`, with LoRA or QLoRA, and evaluate them.",
+    )
+    sub = parser.add_subparsers(dest="finetune_command", metavar="ACTION")
+    train = sub.add_parser(
+        "train",
+        help="train (or zero-shot score) and evaluate; writes a run folder",
+        description="Train and evaluate. Options come from --config YAML and the flags below "
+        "(flags win). Any transformers TrainingArguments field may also be set in the YAML.",
+    )
+    train.add_argument("--config", metavar="YAML", help="config file (flat option: value)")
+    add_options(train, FinetuneConfig, skip=("training",))
+    add_training_flags(train)
+    train.set_defaults(func=run_train)
+
+    predict = sub.add_parser(
+        "predict",
+        help="apply a trained run to a prompts file",
+        description="Predict labels (and score them when the file has gold labels).",
+    )
+    predict.add_argument("run", metavar="RUN", help="run folder written by `cer finetune train`")
+    predict.add_argument("prompts", metavar="PROMPTS", help="prompts Parquet/JSONL/CSV")
+    predict.add_argument(
+        "--output",
+        metavar="PARQUET",
+        help="where to write the predictions (default: RUN/predict_<prompts name>.parquet)",
+    )
+    predict.set_defaults(func=run_predict)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from finetune.config import resolve_config
+    from finetune.runner import run_finetune
+
+    config = resolve_config(args, args.config)
+    outcome = run_finetune(config)
+    for run in outcome.runs:
+        split = "test" if "test" in run.metrics else "val"
+        rows = run.metrics[split]["rows"]
+        print(
+            f"{run.run_dir}: {split} accuracy {rows['accuracy']:.3f} "
+            f"macro F1 {rows['macro_f1']:.3f} weighted F1 {rows['weighted_f1']:.3f}"
+        )
+    if outcome.aggregate:
+        rows = outcome.aggregate["rows"]
+        print(
+            f"mean over {outcome.aggregate['runs']} runs: macro F1 "
+            f"{rows['macro_f1']['mean']:.3f} ± {rows['macro_f1']['std']:.3f}"
+        )
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from finetune.predict import predict_prompts
+
+    output = args.output or Path(args.run) / f"predict_{Path(args.prompts).stem}.parquet"
+    predictions, metrics = predict_prompts(args.run, args.prompts, output)
+    print(f"{len(predictions)} predictions written to {output}")
+    if metrics:
+        print(json.dumps({k: metrics["rows"][k] for k in ("accuracy", "macro_f1", "weighted_f1")}))
+    return 0

@@ -1,0 +1,117 @@
+"""Apply a finished run to new prompts: ``cer finetune predict RUN PROMPTS``.
+
+The base model named in the run's config is loaded and the saved adapter put on top with
+``PeftModel.from_pretrained`` (or the fully fine-tuned model is loaded from the run). Gold labels,
+when the prompts have them, are scored; labels the run never saw are an error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+from finetune.data import check_prompts, encode_labels, read_prompts, tokenize_texts
+from finetune.metrics import evaluate_predictions
+from finetune.runs import prediction_frame, read_run
+
+
+def load_run_model(run_dir: str | Path) -> tuple[Any, Any, Any, tuple[str, ...]]:
+    """(config, model, tokenizer, labels) of a finished run, ready for inference."""
+    from transformers import AutoTokenizer
+
+    from finetune.models import load_causal_lm, quantization_config
+
+    run_dir = Path(run_dir)
+    config, labels = read_run(run_dir)
+    adapter = run_dir / "adapter"
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    has_adapter = (adapter / "adapter_config.json").exists()
+    if config.mode != "classify":
+        model = load_causal_lm(config)
+    elif has_adapter:
+        from transformers import AutoModelForSequenceClassification
+
+        kwargs: dict[str, Any] = {"num_labels": len(labels)}
+        if config.gguf_file:
+            kwargs["gguf_file"] = config.gguf_file
+        if config.method == "qlora":
+            kwargs["quantization_config"] = quantization_config()
+        model = AutoModelForSequenceClassification.from_pretrained(config.model, **kwargs)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    else:
+        from transformers import AutoModelForSequenceClassification
+
+        return (
+            config,
+            AutoModelForSequenceClassification.from_pretrained(adapter),
+            tokenizer,
+            labels,
+        )
+    if has_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    return config, model.eval(), tokenizer, labels
+
+
+def classify_texts(model: Any, tokenizer: Any, input_ids: list[list[int]], batch_size: int = 32):
+    """Class probabilities for token id lists, batched with per-batch padding."""
+    import numpy as np
+    import torch
+
+    from finetune.classify import softmax
+
+    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
+    out = np.zeros((len(input_ids), model.config.num_labels))
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        chosen = order[start : start + batch_size]
+        batch = tokenizer.pad({"input_ids": [input_ids[i] for i in chosen]}, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        out[chosen] = softmax(logits.float().cpu().numpy())
+    return out
+
+
+def predict_prompts(
+    run_dir: str | Path, prompts: str | Path | pd.DataFrame, output: str | Path | None = None
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """Predictions (and metrics when gold labels are present) of a run on a prompts table."""
+    config, model, tokenizer, labels = load_run_model(run_dir)
+    frame = prompts if not isinstance(prompts, (str, Path)) else read_prompts(prompts)
+    has_gold = config.label_column in frame.columns
+    frame = check_prompts(
+        frame,
+        text_column=config.text_column,
+        label_column=config.label_column,
+        require_labels=has_gold,
+    )
+    if has_gold:
+        encode_labels(frame, labels, config.label_column)  # unknown labels fail here
+    texts = frame[config.text_column].astype(str).tolist()
+    if config.mode == "classify":
+        ids, _ = tokenize_texts(
+            tokenizer,
+            texts,
+            max_length=config.max_length,
+            truncation_side=config.truncation_side,
+            split="predict",
+        )
+        probabilities = classify_texts(model, tokenizer, ids)
+    else:
+        from finetune.generative import question, score_labels
+
+        probabilities = score_labels(
+            model, tokenizer, [question(config, t, labels) for t in texts], labels
+        )
+    frame = frame.assign(split="predict")
+    predictions = prediction_frame(
+        frame, probabilities, labels, run_id=Path(run_dir).name, label_column=config.label_column
+    )
+    metrics = evaluate_predictions(predictions, labels) if has_gold else None
+    if output is not None:
+        predictions.to_parquet(output, index=False)
+    return predictions, metrics

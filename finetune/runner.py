@@ -1,0 +1,86 @@
+"""Entry point of ``cer finetune train``: one run, or one per fold x seed with a summary.
+
+Without a splits file the ``split`` column of the prompts decides train/val/test. With one, each
+selected fold of the protocol is a run (``OUTPUT/fold<F>_seed<S>/``) and
+``OUTPUT/cv_metrics.json`` holds the mean and standard deviation over folds and seeds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune.config import FinetuneConfig
+from finetune.data import (
+    PromptDataError,
+    apply_splits,
+    check_prompts,
+    label_set,
+    read_prompts,
+)
+from finetune.metrics import aggregate_runs
+from finetune.runs import RunResult
+
+
+@dataclass(frozen=True)
+class FinetuneOutcome:
+    """All runs of one invocation and, when there were several, their aggregate."""
+
+    runs: tuple[RunResult, ...]
+    aggregate: dict[str, Any] | None
+
+
+def run_one(config: FinetuneConfig, frame: Any, run_dir: Path, seed: int) -> RunResult:
+    labels = label_set(frame, config.label_column)
+    if not frame["split"].isin(["val", "test"]).any():
+        raise PromptDataError("no val or test rows to evaluate on; add them or use --splits")
+    run_id = f"{run_dir.name}-{config.mode}-seed{seed}"
+    if config.mode == "classify":
+        from finetune.classify import train_classifier
+
+        return train_classifier(config, frame, labels, run_dir, seed=seed, run_id=run_id)
+    from finetune.generative import train_generative
+
+    return train_generative(config, frame, labels, run_dir, seed=seed, run_id=run_id)
+
+
+def run_finetune(config: FinetuneConfig) -> FinetuneOutcome:
+    """Train and evaluate as configured; write every run folder and the aggregate."""
+    import pandas as pd
+
+    if not config.prompts:
+        raise PromptDataError("no prompts file given; set `prompts:` or pass --prompts FILE")
+    frame = check_prompts(
+        read_prompts(config.prompts),
+        text_column=config.text_column,
+        label_column=config.label_column,
+    )
+    output = Path(config.output_dir)
+    jobs: list[tuple[Path, Any, int, int | None]] = []
+    if config.splits:
+        splits = pd.read_parquet(config.splits)
+        folds = config.folds or tuple(sorted(int(f) for f in splits["fold"].unique()))
+        for fold in folds:
+            fold_frame = apply_splits(frame, splits, protocol=config.protocol, fold=fold)
+            for seed in config.seeds:
+                jobs.append((output / f"fold{fold}_seed{seed}", fold_frame, seed, fold))
+    elif len(config.seeds) == 1:
+        jobs.append((output, frame, config.seeds[0], None))
+    else:
+        jobs.extend((output / f"seed{seed}", frame, seed, None) for seed in config.seeds)
+
+    runs, records = [], []
+    for run_dir, run_frame, seed, fold in jobs:
+        result = run_one(config, run_frame, run_dir, seed)
+        runs.append(result)
+        split = "test" if "test" in result.metrics else "val"
+        records.append(
+            {"fold": fold, "seed": seed, "split": split, "metrics": result.metrics[split]}
+        )
+    aggregate = None
+    if len(runs) > 1:
+        aggregate = {"per_run": records, **aggregate_runs(records)}
+        (output / "cv_metrics.json").write_text(json.dumps(aggregate, indent=2) + "\n")
+    return FinetuneOutcome(tuple(runs), aggregate)

@@ -1,0 +1,120 @@
+"""The run folder: what a fine-tuning run leaves behind, and how to read it back.
+
+::
+
+    RUN/config.yaml          resolved configuration (flat, same shape as a config file)
+    RUN/versions.json        library versions
+    RUN/labels.json          label names in class-id order
+    RUN/summary.json         timings, truncation counts, seed, fold, model family
+    RUN/metrics.json         per split: rows (and clip-level when windows share a clip)
+    RUN/predictions.parquet  clip_id, unit_id, split, gold, predicted, prob_<label>..., run_id
+    RUN/adapter/             peft adapter (PeftModel.from_pretrained) or full model, + tokenizer
+    RUN/checkpoints/         Trainer checkpoints, used to resume an interrupted run
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from finetune.config import FinetuneConfig, config_from_mapping, save_resolved
+from finetune.metrics import evaluate_predictions, probability_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+VERSIONED = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run was written and its headline numbers."""
+
+    run_dir: Path
+    run_id: str
+    metrics: dict[str, Any]
+    summary: dict[str, Any]
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def start_run(config: FinetuneConfig, run_dir: Path, labels: tuple[str, ...]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(config, run_dir / "config.yaml")
+    _write_json(run_dir / "versions.json", library_versions())
+    _write_json(run_dir / "labels.json", list(labels))
+
+
+def prediction_frame(
+    rows: pd.DataFrame,
+    probabilities: np.ndarray,
+    labels: tuple[str, ...],
+    *,
+    run_id: str,
+    label_column: str,
+) -> pd.DataFrame:
+    """One row per example: ids, gold (if known), argmax prediction, class probabilities."""
+    import pandas as pd
+
+    out = pd.DataFrame(
+        {
+            "clip_id": rows["clip_id"].astype(str).to_numpy(),
+            "unit_id": rows["unit_id"].astype(str).to_numpy(),
+            "split": rows["split"].to_numpy() if "split" in rows else "predict",
+            "gold": rows[label_column].astype(str).to_numpy() if label_column in rows else None,
+            "predicted": [labels[i] for i in probabilities.argmax(axis=1)],
+        }
+    )
+    for j, column in enumerate(probability_columns(labels)):
+        out[column] = probabilities[:, j].astype(np.float32)
+    out["run_id"] = run_id
+    return out
+
+
+def finish_run(
+    run_dir: Path, predictions: pd.DataFrame, labels: tuple[str, ...], summary: dict[str, Any]
+) -> RunResult:
+    """Score predictions per split and write metrics, predictions and summary."""
+    metrics = {
+        split: evaluate_predictions(part, labels)
+        for split, part in predictions.groupby("split", sort=True)
+        if part["gold"].notna().all()
+    }
+    predictions.to_parquet(run_dir / "predictions.parquet", index=False)
+    _write_json(run_dir / "metrics.json", metrics)
+    _write_json(run_dir / "summary.json", summary)
+    return RunResult(run_dir, summary["run_id"], metrics, summary)
+
+
+def read_run(run_dir: str | Path) -> tuple[FinetuneConfig, tuple[str, ...]]:
+    """The resolved config and label names of a finished run."""
+    from cer.config import load_yaml
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "labels.json").exists() or not (run_dir / "adapter").exists():
+        raise FileNotFoundError(
+            f"{run_dir} is not a finished finetune run (no labels.json/adapter); "
+            "point at the folder `cer finetune train` wrote"
+        )
+    config = config_from_mapping(load_yaml(run_dir / "config.yaml"), source=str(run_dir))
+    labels = tuple(json.loads((run_dir / "labels.json").read_text(encoding="utf-8")))
+    return config, labels
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")

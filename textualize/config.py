@@ -1,0 +1,88 @@
+"""Configuration of a textualization run: one flat dataclass, fields grouped by stage.
+
+Every field is a ``cer textualize`` flag and a key of ``--config FILE.yaml``. Extraction fields
+(the first groups) decide what is computed and cached; rendering fields (template, modalities,
+windows, reference, transcript source) only change how cached results are put into words.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_DEFAULT_CACHE = os.environ.get("CER_CACHE_DIR") or str(Path.home() / ".cache" / "cer" / "textualize")
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class TextualizeConfig:
+    # --- where
+    cache_dir: str = field(default=_DEFAULT_CACHE, metadata=_help(
+        "Folder of the per-clip, per-stage cache (shared between runs; env CER_CACHE_DIR sets the default)"))
+    labels: str | None = field(default=None, metadata=_help(
+        "CSV with clip_id (or file) and label/split/speaker/gold_text/start/end columns, for folder input"))
+    # --- media
+    fps: float = field(default=5.0, metadata=_help("Video frames analysed per second of video"))
+    # --- face (py-feat)
+    face: str = field(default="auto", metadata=_help(
+        "Face modality: auto = use py-feat if its weights are installed, else say so once and mark the "
+        "visual modality unavailable; on = fail if it cannot run; off = skip", choices=("auto", "on", "off")))
+    face_detector: str = field(default="Detector", metadata=_help(
+        "py-feat detector generation: Detector (img2pose/RetinaFace + XGBoost AUs) or MPDetector "
+        "(MediaPipe face mesh + blendshapes)", choices=("Detector", "MPDetector")))
+    face_batch_size: int = field(default=16, metadata=_help("Frames per face-detector call"))
+    face_tables: str | None = field(default=None, metadata=_help(
+        "Folder of precomputed py-feat or OpenFace 2.x CSVs named <clip_id>.csv or <file stem>.csv; "
+        "used instead of running a detector"))
+    # --- prosody (openSMILE)
+    prosody: bool = field(default=True, metadata=_help("Extract eGeMAPSv02 prosody with openSMILE"))
+    # --- transcript (Whisper)
+    transcript: bool = field(default=True, metadata=_help("Transcribe speech with Whisper"))
+    whisper_backend: str = field(default="faster-whisper", metadata=_help(
+        "faster-whisper (CTranslate2, faster) or openai-whisper (the paper's reference)",
+        choices=("faster-whisper", "openai-whisper")))
+    whisper_model: str = field(default="small", metadata=_help(
+        "Whisper model name (downloaded from the Hub when online) or local path (CTranslate2 folder "
+        "for faster-whisper, .pt file for openai-whisper)"))
+    language: str | None = field(default=None, metadata=_help("Spoken language code (e.g. en); detected when unset"))
+    vad: bool = field(default=True, metadata=_help("Voice-activity filtering before transcription"))
+    beam_size: int = field(default=5, metadata=_help("Whisper beam size"))
+    # --- optional speech-emotion model
+    speech_emotion_model: str | None = field(default=None, metadata=_help(
+        "Hugging Face audio-classification or arousal/valence/dominance model (name or local path)"))
+    device: str = field(default="auto", metadata=_help("auto (GPU when present), cpu or cuda", choices=("auto", "cpu", "cuda")))
+    # --- rendering (cache-only: changing these never re-runs an extractor)
+    template: str = field(default="paper", metadata=_help("Prompt template: paper, instruction, or a .j2 file path"))
+    modalities: str = field(default="TVA", metadata=_help("Modalities in the prompt: any of T (transcript), V (visual), A (audio)"))
+    window: float | None = field(default=None, metadata=_help("Window length in seconds: one prompt per window instead of per clip"))
+    hop: float | None = field(default=None, metadata=_help("Window hop in seconds (default: the window length)"))
+    prosody_reference: str = field(default="dataset", metadata=_help(
+        "What prosody words are relative to: dataset (this run's clips), speaker (each speaker's own "
+        "clips), builtin (fixed defaults); falls back when fewer than 20 voiced clips",
+        choices=("dataset", "speaker", "builtin")))
+    transcript_source: str = field(default="whisper", metadata=_help(
+        "whisper, gold (the manifest's gold_text) or auto (gold when present)",
+        choices=("whisper", "gold", "auto")))
+    # --- run
+    workers: int = field(default=0, metadata=_help("Parallel worker processes (0 = all cores)"))
+    force: bool = field(default=False, metadata=_help("Recompute every stage, ignoring the cache"))
+    strict: bool = field(default=False, metadata=_help("Exit non-zero when any requested modality is missing for any clip"))
+    progress: bool = field(default=True, metadata=_help("Show a progress bar"))
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0:
+            raise ValueError("fps must be positive")
+        if self.window is not None and self.window <= 0:
+            raise ValueError("window must be a positive number of seconds")
+        if self.hop is not None and (self.window is None or self.hop <= 0):
+            raise ValueError("hop needs a window and must be positive")
+        if self.workers < 0:
+            raise ValueError("workers must be 0 (all cores) or a positive count")
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or (os.cpu_count() or 1)

@@ -1,0 +1,249 @@
+"""Numbers become words: face action units, visual emotions, prosody and speech emotion.
+
+Two steps, so that rendering never re-runs a detector: ``summarize_face`` reduces a face track
+(any time span of it) to per-AU coverage and intensity, and the ``describe_*`` functions turn
+those summaries into short phrases. Prosody words are relative to a reference (this dataset, this
+speaker, or built-in defaults), because "high pitch" only means something against a baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from textualize.records import (
+    AU_COLUMNS,
+    AU_NAMES,
+    AU_SCALE_INTENSITY,
+    EMOTION_COLUMNS,
+    FaceTrack,
+    SpeechEmotion,
+)
+
+# Activation threshold and intensity-word boundaries per AU scale (values are 0-1).
+# py-feat gives probabilities (active at 0.5); OpenFace intensities r/5 follow FACS letters:
+# A-B (r 1-2) slight, C (2-3) moderate, D-E (>= 3) strong.
+AU_THRESHOLDS = {
+    "probability": {"active": 0.5, "moderate": 0.7, "strong": 0.85},
+    AU_SCALE_INTENSITY: {"active": 0.2, "moderate": 0.4, "strong": 0.6},
+}
+MIN_AU_COVERAGE = 0.1  # fraction of face frames an AU must be active in to be mentioned
+EMOTION_MIN = 0.15  # mean probability below which a visual emotion is not mentioned
+
+
+@dataclass(frozen=True)
+class AUActivity:
+    au: str
+    coverage: float  # fraction of face frames in which the AU is active
+    intensity: float  # mean value over the frames where it is active (0-1)
+
+
+@dataclass(frozen=True)
+class FaceSummary:
+    """A face track reduced to what the words need (and to numbers for the output table)."""
+
+    frames: int
+    face_frames: int
+    au_scale: str
+    au_means: dict[str, float]  # mean over face frames, NaN where the source has no such AU
+    active: tuple[AUActivity, ...]  # active AUs, most salient first
+    emotions: dict[str, float]  # mean probability over face frames
+
+    @property
+    def face_coverage(self) -> float:
+        return self.face_frames / self.frames if self.frames else 0.0
+
+
+def summarize_face(track: FaceTrack) -> FaceSummary:
+    faces = track.face_frames
+    limits = AU_THRESHOLDS.get(track.au_scale, AU_THRESHOLDS["probability"])
+    au_means: dict[str, float] = {}
+    active: list[AUActivity] = []
+    for au in AU_COLUMNS:
+        values = faces[au].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        au_means[au] = float(values.mean()) if values.size else math.nan
+        if not values.size:
+            continue
+        on = values >= limits["active"]
+        coverage = float(on.mean())
+        if coverage >= MIN_AU_COVERAGE:
+            active.append(AUActivity(au, coverage, float(values[on].mean())))
+    active.sort(key=lambda a: a.coverage * a.intensity, reverse=True)
+    emotions = {}
+    for emotion in EMOTION_COLUMNS:
+        values = faces[emotion].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size:
+            emotions[emotion] = float(values.mean())
+    return FaceSummary(len(track.frames), len(faces), track.au_scale, au_means, tuple(active), emotions)
+
+
+def _intensity_word(value: float, scale: str) -> str:
+    limits = AU_THRESHOLDS.get(scale, AU_THRESHOLDS["probability"])
+    if value >= limits["strong"]:
+        return "strong"
+    return "moderate" if value >= limits["moderate"] else "slight"
+
+
+def _coverage_word(coverage: float) -> str:
+    if coverage >= 0.8:
+        return "throughout"
+    if coverage >= 0.5:
+        return "most of the time"
+    return "at times" if coverage >= 0.25 else "briefly"
+
+
+def _au_label(au: str) -> str:
+    return f"AU{int(au[2:])}"
+
+
+def describe_action_units(summary: FaceSummary, max_units: int = 6) -> str:
+    """E.g. "strong lip corner puller (AU12) throughout, slight brow lowerer (AU4) briefly"."""
+    if summary.face_frames == 0:
+        return "no face visible"
+    if not summary.active:
+        return "neutral face, no action unit clearly active"
+    phrases = [
+        f"{_intensity_word(a.intensity, summary.au_scale)} {AU_NAMES[a.au]} ({_au_label(a.au)}) "
+        f"{_coverage_word(a.coverage)}"
+        for a in summary.active[:max_units]
+    ]
+    text = ", ".join(phrases)
+    if summary.face_coverage < 0.5:
+        text = f"face visible only {_coverage_word(summary.face_coverage)}; {text}"
+    return text
+
+
+def describe_visual_emotions(summary: FaceSummary, max_emotions: int = 2) -> str:
+    """E.g. "happiness (strong), surprise (weak)"; empty when the source has no emotion scores."""
+    if summary.face_frames == 0:
+        return "no face visible"
+    ranked = sorted(summary.emotions.items(), key=lambda kv: kv[1], reverse=True)
+    kept = [(e, p) for e, p in ranked[:max_emotions] if p >= EMOTION_MIN]
+    words = [f"{e} ({'strong' if p >= 0.6 else 'moderate' if p >= 0.35 else 'weak'})" for e, p in kept]
+    return ", ".join(words)
+
+
+# ---------------------------------------------------------------- prosody
+
+#: Built-in prosody reference (mean, standard deviation) per summary field, used when a run has
+#: too few voiced clips to compute its own statistics. Rough values for conversational adult
+#: speech measured with eGeMAPSv02 LLDs (see README, "Prosody reference").
+BUILTIN_PROSODY_REFERENCE: dict[str, tuple[float, float]] = {
+    "pitch_mean_st": (31.0, 5.0),
+    "pitch_sd_st": (3.0, 1.5),
+    "loudness_mean": (0.8, 0.4),
+    "speaking_rate": (3.0, 1.0),
+    "pause_ratio": (0.2, 0.15),
+    "jitter": (0.03, 0.015),
+    "shimmer_db": (1.3, 0.4),
+    "hnr_db": (7.0, 3.0),
+}
+MIN_REFERENCE_CLIPS = 20  # fewer voiced clips than this: fall back to the next reference level
+HIGH_Z = 1.0  # |z| at or above which a level word ("high", "fast", ...) is used
+
+
+@dataclass(frozen=True)
+class ProsodyReference:
+    """Mean and standard deviation of prosody summary fields, overall and per speaker."""
+
+    overall: dict[str, tuple[float, float]]
+    by_speaker: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    source: str = "builtin"
+
+    def stats_for(self, speaker: str | None) -> dict[str, tuple[float, float]]:
+        return self.by_speaker.get(speaker or "", self.overall)
+
+
+def _stats(rows: list[Mapping[str, float | None]]) -> dict[str, tuple[float, float]]:
+    out = {}
+    for name in BUILTIN_PROSODY_REFERENCE:
+        values = np.array([r[name] for r in rows if r.get(name) is not None], dtype=float)
+        values = values[np.isfinite(values)]
+        if values.size >= 2 and values.std() > 0:
+            out[name] = (float(values.mean()), float(values.std()))
+        else:
+            out[name] = BUILTIN_PROSODY_REFERENCE[name]
+    return out
+
+
+def build_prosody_reference(
+    summaries: Iterable[tuple[str | None, Mapping[str, float | None]]], mode: str = "dataset"
+) -> ProsodyReference:
+    """Reference statistics from (speaker, summary) pairs of voiced units.
+
+    ``mode``: "builtin" (fixed defaults), "dataset" (this run's voiced clips) or "speaker" (each
+    speaker against their own clips, falling back to the dataset for speakers with few clips).
+    Each level falls back to the one below it when it has fewer than MIN_REFERENCE_CLIPS clips.
+    """
+    if mode not in ("builtin", "dataset", "speaker"):
+        raise ValueError(f"prosody reference must be builtin, dataset or speaker, not {mode!r}")
+    voiced = [(spk, s) for spk, s in summaries if not s.get("silent")]
+    if mode == "builtin" or len(voiced) < MIN_REFERENCE_CLIPS:
+        return ProsodyReference(dict(BUILTIN_PROSODY_REFERENCE), source="builtin")
+    overall = _stats([s for _, s in voiced])
+    by_speaker: dict[str, dict[str, tuple[float, float]]] = {}
+    if mode == "speaker":
+        groups: dict[str, list] = {}
+        for spk, s in voiced:
+            if spk:
+                groups.setdefault(spk, []).append(s)
+        by_speaker = {spk: _stats(rows) for spk, rows in groups.items() if len(rows) >= MIN_REFERENCE_CLIPS}
+    return ProsodyReference(overall, by_speaker, source=mode)
+
+
+def _z(summary: Mapping[str, float | None], name: str, stats: dict[str, tuple[float, float]]) -> float | None:
+    value = summary.get(name)
+    if value is None or not math.isfinite(value):
+        return None
+    mean, sd = stats.get(name, BUILTIN_PROSODY_REFERENCE[name])
+    return (value - mean) / sd if sd > 0 else 0.0
+
+
+def _level(z: float | None, low: str, mid: str, high: str) -> str | None:
+    if z is None:
+        return None
+    return high if z >= HIGH_Z else low if z <= -HIGH_Z else mid
+
+
+def describe_prosody(
+    summary: Mapping[str, float | None], reference: ProsodyReference, speaker: str | None = None
+) -> str:
+    """E.g. "high, variable pitch; loud; fast speech; few pauses; breathy or hoarse voice"."""
+    if summary.get("silent"):
+        return "silence, no voice activity"
+    stats = reference.stats_for(speaker)
+    pitch = _level(_z(summary, "pitch_mean_st", stats), "low", "medium", "high")
+    spread = _level(_z(summary, "pitch_sd_st", stats), "monotone", "", "variable")
+    parts = []
+    if pitch:
+        parts.append(", ".join(w for w in (pitch, spread) if w) + " pitch")
+    loud = _level(_z(summary, "loudness_mean", stats), "quiet", "moderately loud", "loud")
+    tempo = _level(_z(summary, "speaking_rate", stats), "slow speech", "moderate tempo", "fast speech")
+    pauses = _level(_z(summary, "pause_ratio", stats), "few pauses", "some pauses", "many pauses")
+    parts += [w for w in (loud, tempo, pauses) if w]
+    hnr = _z(summary, "hnr_db", stats)
+    unsteady = max((z for z in (_z(summary, "jitter", stats), _z(summary, "shimmer_db", stats)) if z is not None), default=None)
+    if hnr is not None and hnr <= -HIGH_Z:
+        parts.append("breathy or hoarse voice")
+    elif unsteady is not None and unsteady >= HIGH_Z:
+        parts.append("unsteady, tense voice")
+    elif hnr is not None and hnr >= HIGH_Z:
+        parts.append("clear voice")
+    return "; ".join(parts)
+
+
+def describe_speech_emotion(emotion: SpeechEmotion, top: int = 2) -> str:
+    """E.g. "anger (0.61), neutral (0.20)" or "high arousal (0.72), low valence (0.31)"."""
+    if emotion.kind == "dimensional":
+        words = []
+        for name, value in emotion.scores.items():
+            level = "high" if value >= 0.6 else "low" if value <= 0.4 else "medium"
+            words.append(f"{level} {name} ({value:.2f})")
+        return ", ".join(words)
+    ranked = sorted(emotion.scores.items(), key=lambda kv: kv[1], reverse=True)[:top]
+    return ", ".join(f"{label} ({score:.2f})" for label, score in ranked)

@@ -1,0 +1,260 @@
+"""Face action units and emotions per sampled video frame, with py-feat.
+
+``FaceExtractor`` builds one py-feat detector and streams decoded frames through it in batches
+(in memory, as tensors: no per-frame image files). Per frame it keeps the most confident face;
+a frame without one becomes a ``face=False`` row with NaN values, never a "neutral" face. The
+result is the canonical ``FaceTrack`` that ``face_tables.read_face_table`` also produces.
+
+py-feat downloads its weights from the Hugging Face Hub into its own package folder
+(``<site-packages>/feat/resources``, in the Hub cache layout; ``HF_HOME`` is not used for them).
+``check_face_backend`` looks for them there, offline, before any clip is processed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from textualize.face_tables import FEAT_EMOTION_NAMES, feat_frames
+from textualize.records import (
+    AU_COLUMNS,
+    AU_SCALE_PROBABILITY,
+    FACE_FRAME_COLUMNS,
+    FaceTrack,
+    VideoFrame,
+)
+
+DETECTORS = ("Detectorv2", "Detectorv1", "MPDetector")
+
+# (repo, file, fallback file) that each py-feat model fetches from the Hub; a fallback of None
+# means py-feat asks for that one file only. Identity and gaze models are switched off.
+RETINAFACE = ("py-feat/retinaface_r34", "model.safetensors", "retinaface_r34.safetensors")
+MULTITASK = ("py-feat/face_multitask_v2", "face_multitask_v28.safetensors", None)
+RESMASKNET = (
+    ("py-feat/resmasknet", "config.json", None),
+    ("py-feat/resmasknet", "ResMaskNet_Z_resmasking_dropout1_rot30.pth", None),
+)
+REQUIRED_WEIGHTS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
+    "Detectorv2": (RETINAFACE, MULTITASK),
+    "Detectorv1": (
+        RETINAFACE,
+        ("py-feat/mobilefacenet", "mobilefacenet_model_best.pth.tar", None),
+        ("py-feat/xgb_au", "xgb_au_classifier_v2.skops", "xgb_au_classifier.skops"),
+        *RESMASKNET,
+    ),
+    "MPDetector": (
+        RETINAFACE,
+        ("py-feat/mp_facemesh_v2", "face_landmarks_detector.pt", None),
+        ("py-feat/mp_blendshapes", "face_blendshapes.pth", None),
+        *RESMASKNET,
+    ),
+}
+MULTITASK_ENV = "FEAT_MULTITASK_WEIGHTS"  # py-feat's own override: a local multitask checkpoint
+# The columns of py-feat's result table that the canonical face track is built from.
+_FEAT_COLUMNS = {"frame", "FaceScore", "FaceRectX", *AU_COLUMNS, *FEAT_EMOTION_NAMES}
+
+
+class FaceModelUnavailable(RuntimeError):
+    """py-feat is not installed or its weights are not on disk; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class FaceConfig:
+    """How faces are found and read.
+
+    The default detector is py-feat's ``Detectorv2``: RetinaFace boxes, then ONE multitask
+    ConvNeXt-V2 network per face that predicts the same 20 AUs as the classic detector, the 7
+    emotions, valence/arousal, gaze and pose. That is two weight files (RetinaFace-R34 and the
+    multitask checkpoint) instead of four to six, one GPU-friendly forward instead of
+    landmarks + HOG + XGBoost on the CPU, and it is what py-feat 2.x recommends going forward.
+    ``Detectorv1`` is the published py-feat 0.x/1.x pipeline (HOG + XGBoost AUs, ResMaskNet
+    emotions), kept for comparison with papers that used it; ``MPDetector`` (MediaPipe mesh +
+    blendshape-derived AUs) is marked experimental and slated for removal by py-feat.
+    """
+
+    detector: str = field(
+        default="Detectorv2",
+        metadata={
+            "help": "py-feat detector: Detectorv2 (multitask model, recommended), Detectorv1 "
+            "(classic HOG+XGBoost AUs, ResMaskNet emotions) or MPDetector (experimental)",
+            "choices": DETECTORS,
+        },
+    )
+    device: str = field(
+        default="auto", metadata={"help": "torch device for the detector: auto, cpu, cuda, ..."}
+    )
+    batch_size: int = field(default=16, metadata={"help": "frames per detector call"})
+    face_threshold: float = field(
+        default=0.5,
+        metadata={"help": "RetinaFace score (0-1) below which a detection is not a face"},
+    )
+
+
+def check_face_backend(config: FaceConfig) -> None:
+    """Raise FaceModelUnavailable, offline and in well under a second, if the detector can't be built."""
+    if config.detector not in DETECTORS:
+        raise FaceModelUnavailable(
+            f"unknown face detector {config.detector!r}; choose one of {', '.join(DETECTORS)}"
+        )
+    resources = feat_resources()
+    if resources is None:
+        raise FaceModelUnavailable(
+            "py-feat is not installed: pip install 'cer-textualize[faces]' (py-feat, torch, "
+            "torchvision), or turn the face modality off"
+        )
+    missing = [
+        f"{repo}/{name}"
+        for repo, name, fallback in REQUIRED_WEIGHTS[config.detector]
+        if not _weight_on_disk(repo, name, fallback, resources)
+    ]
+    if missing:
+        raise FaceModelUnavailable(_missing_weights_message(config.detector, missing, resources))
+
+
+def feat_resources() -> Path | None:
+    """py-feat's weight folder (a Hub cache), found without importing py-feat; None if absent."""
+    spec = importlib.util.find_spec("feat")
+    if spec is None or spec.origin is None or importlib.util.find_spec("torch") is None:
+        return None
+    return Path(spec.origin).parent / "resources"
+
+
+def _weight_on_disk(repo: str, name: str, fallback: str | None, resources: Path) -> bool:
+    if repo == MULTITASK[0] and os.environ.get(MULTITASK_ENV):
+        return Path(os.environ[MULTITASK_ENV]).is_file()
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in (name, fallback):
+        if filename and isinstance(
+            try_to_load_from_cache(repo, filename, cache_dir=str(resources)), str
+        ):
+            return True
+    return False
+
+
+def _missing_weights_message(detector: str, missing: list[str], resources: Path) -> str:
+    repos = sorted({m.rsplit("/", 1)[0] for m in missing})
+    downloads = "; ".join(
+        f"hf download {m.rsplit('/', 1)[0]} {m.rsplit('/', 1)[1]} --cache-dir {resources}"
+        for m in missing
+    )
+    multitask_hint = (
+        f"Detectorv2's multitask checkpoint may instead be any local file named by "
+        f"${MULTITASK_ENV}. "
+        if detector == "Detectorv2"
+        else ""
+    )
+    return (
+        f"py-feat {detector} weights are not on disk: {', '.join(missing)}. py-feat reads them "
+        f"from its own Hub cache {resources} (not HF_HOME), and this machine cannot download "
+        f"them (offline). On a connected machine with the same py-feat version run: {downloads}; "
+        f"then copy the models--{{{','.join(r.replace('/', '--') for r in repos)}}} folders into "
+        f"{resources}. {multitask_hint}Otherwise turn the face modality off, or import "
+        "precomputed py-feat/OpenFace tables with textualize.face_tables.read_face_table."
+    )
+
+
+class FaceExtractor:
+    """One py-feat detector, built once; ``extract`` turns a stream of frames into a FaceTrack."""
+
+    def __init__(self, config: FaceConfig):
+        check_face_backend(config)
+        self.config = config
+        self._device = _resolve_device(config.device)
+        try:
+            self._detector = _build_detector(config.detector, self._device)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise FaceModelUnavailable(
+                f"py-feat could not build {config.detector} on {self._device}: {err}"
+            ) from err
+        face_model = getattr(self._detector, "face_detector", None) or getattr(
+            self._detector, "facepose_detector", None
+        )
+        if face_model is not None and hasattr(face_model, "detection_threshold"):
+            # RetinaFace drops boxes under its own 0.5 first; let a lower threshold through.
+            face_model.detection_threshold = min(
+                face_model.detection_threshold, config.face_threshold
+            )
+
+    @property
+    def version(self) -> str:
+        """What produced the values, for cache keys: py-feat version, detector and its models."""
+        from feat import __version__
+
+        info = dict(getattr(self._detector, "info", {}))
+        if self.config.detector == "Detectorv2":
+            info["multitask_weights"] = Path(os.environ.get(MULTITASK_ENV) or MULTITASK[1]).name
+        models = ", ".join(f"{k}={v}" for k, v in sorted(info.items()) if v is not None)
+        return (
+            f"py-feat {__version__} {self.config.detector}({models}, "
+            f"face_threshold={self.config.face_threshold})"
+        )
+
+    def extract(self, frames: Iterable[VideoFrame]) -> FaceTrack:
+        """Run the detector over ``frames`` in batches; one canonical row per frame."""
+        parts = [self._detect(batch) for batch in _batches(frames, self.config.batch_size)]
+        table = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame({c: pd.Series(dtype=float) for c in FACE_FRAME_COLUMNS})
+        )
+        table["face"] = table["face"].astype(bool)
+        return FaceTrack(table, f"py-feat:{self.config.detector}", AU_SCALE_PROBABILITY)
+
+    def _detect(self, batch: list[VideoFrame]) -> pd.DataFrame:
+        import torch
+
+        images = torch.from_numpy(np.stack([f.image for f in batch])).permute(0, 3, 1, 2)
+        results = self._detector.detect(
+            images.contiguous(),
+            data_type="tensor",
+            batch_size=len(batch),
+            face_detection_threshold=self.config.face_threshold,
+            progress_bar=False,
+        )
+        # With data_type="tensor", py-feat numbers frames 0..len(batch)-1 in each call.
+        wanted = [c for c in results.columns if c in _FEAT_COLUMNS]
+        return feat_frames(pd.DataFrame(results[wanted]), np.array([f.time for f in batch]))
+
+
+def _batches(frames: Iterable[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:
+    """Consecutive frames, at most ``size`` at a time, of one image shape (a detector batch)."""
+    batch: list[VideoFrame] = []
+    for frame in frames:
+        if batch and (len(batch) >= size or frame.image.shape != batch[0].image.shape):
+            yield batch
+            batch = []
+        batch.append(frame)
+    if batch:
+        yield batch
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _build_detector(name: str, device: str):
+    """The py-feat detector with identity and gaze models off (unused, and more weights)."""
+    if name == "Detectorv2":
+        from feat.detector_v2 import Detectorv2
+
+        return Detectorv2(device=device, identity_model=None)
+    if name == "Detectorv1":
+        from feat.detector import Detectorv1
+
+        return Detectorv1(device=device, identity_model=None, gaze_model=None)
+    from feat.MPDetector import MPDetector
+
+    return MPDetector(
+        device=device, emotion_model="resmasknet", identity_model=None, gaze_model=None
+    )

@@ -1,0 +1,209 @@
+"""Run textualization over many clips: extract (parallel, cached), describe, render, write.
+
+``textualize(source, output_dir, config)`` is the library entry point behind ``cer textualize``.
+Extraction runs in worker processes, each loading its models once; results are cached per clip
+and stage, so a killed run resumes where it stopped and a re-render (other template, modality
+subset or windows) reads the cache only. Outputs: ``prompts.parquet``, ``prompts.jsonl``,
+``failures.jsonl`` and ``run.json`` (configuration, versions, counts, timings).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from cer.config import to_mapping
+from textualize.cache import StageCache, atomic_write
+from textualize.config import TextualizeConfig
+from textualize.describe import build_prosody_reference
+from textualize.extract import ExtractionPlan, Extractors, extract_clip, plan_extraction
+from textualize.inputs import discover_clips
+from textualize.prompts import PromptRenderer
+from textualize.records import FAILED, Clip
+from textualize.render import is_gap, unit_row
+from textualize.units import UnitFeatures, make_units
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("av", "opensmile", "faster-whisper", "ctranslate2", "openai-whisper", "py-feat", "torch",
+            "transformers", "jinja2", "pandas", "pyarrow")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    clips: int
+    units: int
+    computed: int  # clips with at least one stage computed in this run
+    cached: int  # clips read entirely from the cache
+    failed: int  # clips that could not be read at all
+    modality_failures: int  # (clip, modality) pairs that failed
+    gaps: int  # (clip, modality) pairs missing for any reason (for --strict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    output_dir: str = ""
+
+    def exit_code(self, strict: bool) -> int:
+        if self.failed or self.modality_failures:
+            return 1
+        return 1 if strict and self.gaps else 0
+
+
+# Worker-process state: built once by the pool initializer.
+_WORKER: dict = {}
+
+
+def _init_worker(cfg: TextualizeConfig, plan: ExtractionPlan, threads: int) -> None:
+    _limit_threads(threads)
+    _WORKER.update(cfg=cfg, plan=plan, models=Extractors(cfg, threads), cache=StageCache(cfg.cache_dir))
+
+
+def _limit_threads(threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _work(clip: Clip, window: float | None, hop: float | None) -> list[UnitFeatures]:
+    desc = extract_clip(clip, _WORKER["cfg"], _WORKER["plan"], _WORKER["models"], _WORKER["cache"])
+    return make_units(desc, window, hop)
+
+
+def extract_units(clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan) -> Iterator[list[UnitFeatures]]:
+    """Units of every clip, in completion order; models load once per worker process."""
+    workers = min(cfg.worker_count, len(clips)) or 1
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if workers == 1:
+        _init_worker(cfg, plan, threads)
+        for clip in clips:
+            yield _work(clip, cfg.window, cfg.hop)
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding model threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(cfg, plan, threads)) as pool:
+        futures = [pool.submit(_work, clip, cfg.window, cfg.hop) for clip in clips]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _write_outputs(rows: list[dict], failures: list[dict], output: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    parquet = output / "prompts.parquet"
+    tmp = output / ".prompts.parquet.tmp"
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, parquet)
+    lines = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+    atomic_write(output / "prompts.jsonl", lines.encode("utf-8"))
+    atomic_write(output / "failures.jsonl",
+                 "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures).encode("utf-8"))
+
+
+def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig) -> RunSummary:
+    """Textualize every clip of ``source`` (folder, manifest or file) into ``output_dir``."""
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat()
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    clips = discover_clips(source, cfg.labels)
+    plan = plan_extraction(cfg)
+    labels = tuple(sorted({c.label for c in clips if c.label}))
+    renderer = PromptRenderer(cfg.template, cfg.modalities, labels)  # template errors before work
+
+    by_clip: dict[str, list[UnitFeatures]] = {}
+    progress = _progress(len(clips), cfg.progress)
+    for units in extract_units(clips, cfg, plan):
+        by_clip[units[0].clip.clip_id] = units
+        progress.update(1)
+        progress.set_postfix_str(units[0].clip.clip_id[-30:], refresh=False)
+    progress.close()
+
+    units = [u for c in clips for u in by_clip[c.clip_id]]  # input order, not completion order
+    reference = build_prosody_reference(
+        ((u.clip.speaker, u.prosody) for u in units if u.prosody is not None), cfg.prosody_reference
+    )
+    rows = [unit_row(u, renderer, reference, cfg.transcript_source) for u in units]
+    failures = [
+        {"clip_id": u.clip.clip_id, "path": u.clip.path, "modality": m, "status": s.status, "reason": s.reason}
+        for u in (by_clip[c.clip_id][0] for c in clips)
+        for m, s in u.status.items() if is_gap(s.status)
+    ]
+    _write_outputs(rows, failures, output)
+
+    stage_seconds: dict[str, float] = defaultdict(float)
+    for c in clips:
+        for stage, seconds in by_clip[c.clip_id][0].timings.items():
+            stage_seconds[stage] += seconds
+    first_units = [by_clip[c.clip_id][0] for c in clips]
+    computed_stages = [set(u.timings) - {"media"} - set(u.cached) for u in first_units]
+    summary = RunSummary(
+        clips=len(clips),
+        units=len(units),
+        computed=sum(1 for u, todo in zip(first_units, computed_stages) if todo and not u.error),
+        cached=sum(1 for u, todo in zip(first_units, computed_stages) if not todo and not u.error),
+        failed=sum(1 for u in first_units if u.error),
+        modality_failures=sum(1 for u in first_units if not u.error for s in u.status.values() if s.status == FAILED),
+        gaps=len(failures),
+        stage_seconds={k: round(v, 3) for k, v in sorted(stage_seconds.items())},
+        wall_seconds=round(time.perf_counter() - started, 3),
+        output_dir=str(output),
+    )
+    run = {
+        "command": " ".join(sys.argv),
+        "source": str(source),
+        "started_at": started_at,
+        "config": to_mapping(cfg),
+        "plan": {"face": plan.face, "face_status": plan.face_status.status, "face_reason": plan.face_status.reason,
+                 "stage_keys": plan.keys},
+        "prosody_reference": {"source": reference.source, "overall": reference.overall,
+                              "speakers": sorted(reference.by_speaker)},
+        "versions": _versions(),
+        "statuses": {m: dict(Counter(u.status[m].status for u in first_units)) for m in first_units[0].status}
+        if first_units else {},
+        "summary": to_mapping(summary),
+    }
+    atomic_write(output / "run.json", json.dumps(run, indent=2, default=str).encode())
+    return summary
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="clip", desc="textualize", disable=not enabled, dynamic_ncols=True)
+
+
+def format_summary(summary: RunSummary) -> str:
+    lines = [
+        f"{summary.clips} clips -> {summary.units} prompts in {summary.wall_seconds:.1f}s "
+        f"({summary.computed} computed, {summary.cached} from cache, {summary.failed} unreadable, "
+        f"{summary.modality_failures} modality failures)",
+    ]
+    if summary.stage_seconds:
+        lines.append("time per stage (s, summed over workers): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in summary.stage_seconds.items()))
+    lines.append(f"outputs: {summary.output_dir}/prompts.parquet, prompts.jsonl, failures.jsonl, run.json")
+    return "\n".join(lines)
