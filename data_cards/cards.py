@@ -61,11 +61,15 @@ def parse_card(text: str, *, path: Path) -> Card:
 
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != FENCE:
-        raise CardError(f"card {path} must start with a '---' line that opens the YAML front matter")
+        raise CardError(
+            f"card {path} must start with a '---' line that opens the YAML front matter"
+        )
     try:
         end = next(i for i, line in enumerate(lines[1:], 1) if line.strip() == FENCE)
     except StopIteration as err:
-        raise CardError(f"card {path}: the front matter is not closed by a second '---' line") from err
+        raise CardError(
+            f"card {path}: the front matter is not closed by a second '---' line"
+        ) from err
     try:
         meta = yaml.safe_load("".join(lines[1:end])) or {}
     except yaml.YAMLError as err:

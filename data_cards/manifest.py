@@ -23,7 +23,17 @@ from typing import Any
 from data_cards.errors import DataCardError
 
 #: The fields of ``textualize.records.Clip``, in order (kept in sync by a test, not by import).
-CLIP_COLUMNS = ("clip_id", "path", "start", "end", "label", "split", "speaker", "gold_text", "context")
+CLIP_COLUMNS = (
+    "clip_id",
+    "path",
+    "start",
+    "end",
+    "label",
+    "split",
+    "speaker",
+    "gold_text",
+    "context",
+)
 FLOAT_COLUMNS = ("start", "end")
 SPLIT_COLUMNS = ("clip_id", "protocol", "fold", "role")
 ROLES = ("train", "val", "test")
@@ -124,7 +134,8 @@ def _check_manifest(frame, path: Path) -> None:
     duplicated = frame.loc[frame["clip_id"].duplicated(), "clip_id"].tolist()
     if duplicated:
         raise DataCardError(
-            f"manifest {path}: clip_id must be unique; repeated: {', '.join(map(str, duplicated[:5]))}"
+            f"manifest {path}: clip_id must be unique; repeated: "
+            + ", ".join(map(str, duplicated[:5]))
         )
 
 
@@ -194,8 +205,10 @@ def load_prepared(output_dir: str | Path) -> PreparedDataset:
     output_dir = Path(output_dir)
     report_path = output_dir / REPORT_FILE
     if not report_path.is_file():
-        raise DataCardError(f"{output_dir} is not a prepared dataset (no {REPORT_FILE}); "
-                            "run `cer data prepare ...` to create it")
+        raise DataCardError(
+            f"{output_dir} is not a prepared dataset (no {REPORT_FILE}); "
+            "run `cer data prepare ...` to create it"
+        )
     report = json.loads(report_path.read_text(encoding="utf-8"))
     return PreparedDataset(
         name=report["dataset"],

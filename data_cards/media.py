@@ -143,6 +143,7 @@ def cut_segment(source: Path, target: Path, start: float, end: float) -> None:
     except subprocess.CalledProcessError as err:
         tmp.unlink(missing_ok=True)
         detail = (err.stderr or "").strip().splitlines()[-1:] or ["no message"]
-        raise MediaToolError(f"ffmpeg could not cut {source} [{start:.3f}s, {end:.3f}s]: "
-                             f"{detail[0]}") from err
+        raise MediaToolError(
+            f"ffmpeg could not cut {source} [{start:.3f}s, {end:.3f}s]: {detail[0]}"
+        ) from err
     os.replace(tmp, target)

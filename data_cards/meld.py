@@ -29,7 +29,8 @@ class MeldOptions:
         default=("train", "dev", "test"), metadata={"help": "official splits to prepare"}
     )
     context_turns: int = field(
-        default=5, metadata={"help": "previous utterances of the dialogue kept as context (0: none)"}
+        default=5,
+        metadata={"help": "previous utterances of the dialogue kept as context (0: none)"},
     )
     clips_dir: tuple[str, ...] = field(
         default=(), metadata={"help": "SPLIT=FOLDER for a clip folder not found under the release"}
@@ -77,7 +78,9 @@ def read_meld_csv(path: str | Path, card: Card | None = None, *, ascii_punctuati
         )
     frame["text_was_damaged"] = frame["Utterance"].map(needs_repair)
     for column in ("Utterance", "Speaker"):
-        frame[column] = frame[column].map(lambda t: repair_text(t, ascii_punctuation=ascii_punctuation))
+        frame[column] = frame[column].map(
+            lambda t: repair_text(t, ascii_punctuation=ascii_punctuation)
+        )
     for column in ("Dialogue_ID", "Utterance_ID", "Sr No.", "Season", "Episode"):
         frame[column] = pd.to_numeric(frame[column], errors="raise").astype("int64")
     return frame
@@ -88,7 +91,9 @@ def _shallowest(paths) -> Path | None:
     return found[0] if found else None
 
 
-def locate_release(release_dir: Path, card: Card, options: MeldOptions) -> dict[str, tuple[Path, Path]]:
+def locate_release(
+    release_dir: Path, card: Card, options: MeldOptions
+) -> dict[str, tuple[Path, Path]]:
     """For each split, the CSV and the clip folder, found anywhere under ``release_dir``."""
     if not release_dir.is_dir():
         raise ReleaseLayoutError(f"MELD release folder {release_dir} does not exist")
@@ -102,7 +107,9 @@ def locate_release(release_dir: Path, card: Card, options: MeldOptions) -> dict[
     split_facts = card.require("splits")
     for split in options.splits:
         if split not in split_facts:
-            raise ReleaseLayoutError(f"unknown MELD split {split!r}; choose from {', '.join(split_facts)}")
+            raise ReleaseLayoutError(
+                f"unknown MELD split {split!r}; choose from {', '.join(split_facts)}"
+            )
         facts = split_facts[split]
         csv_path = _shallowest(release_dir.rglob(facts["csv"]))
         if csv_path is None:
@@ -164,35 +171,65 @@ def prepare_meld(
             problem = known.get(clip_id)
             note = f" (known problem: {problem['note']}; {problem['source']})" if problem else ""
             if record["Emotion"] not in classes or record["Sentiment"] not in sentiments:
-                failures.append(Failure(clip_id, "bad_annotation", f"{csv_path.name} Sr No. "
-                    f"{record['Sr No.']}: emotion {record['Emotion']!r} / sentiment "
-                    f"{record['Sentiment']!r} not in the card's classes", str(path)))  # fmt: skip
+                failures.append(
+                    Failure(
+                        clip_id,
+                        "bad_annotation",
+                        f"{csv_path.name} Sr No. "
+                        f"{record['Sr No.']}: emotion {record['Emotion']!r} / sentiment "
+                        f"{record['Sentiment']!r} not in the card's classes",
+                        str(path),
+                    )
+                )
                 continue
             if not path.is_file():
-                failures.append(Failure(clip_id, "missing", f"clip {name} not in {clip_dir}{note}", str(path)))
+                failures.append(
+                    Failure(clip_id, "missing", f"clip {name} not in {clip_dir}{note}", str(path))
+                )
                 continue
             probe = cache.probe(path)
             if not probe.ok:
-                failures.append(Failure(clip_id, "undecodable", f"{name}: {probe.reason}{note}", str(path)))
+                failures.append(
+                    Failure(clip_id, "undecodable", f"{name}: {probe.reason}{note}", str(path))
+                )
                 continue
             start = parse_episode_time(record["StartTime"])
             end = parse_episode_time(record["EndTime"])
             issue = problem["note"] if problem else None
             span = max(end - start, 0.0)
             if probe.duration and probe.duration > ratio * span and probe.duration - span > excess:
-                flag = f"clip is {probe.duration:.1f} s for a {span:.1f} s utterance: probably mis-cut"
+                flag = (
+                    f"clip is {probe.duration:.1f} s for a {span:.1f} s utterance: probably mis-cut"
+                )
                 issue = f"{issue}; {flag}" if issue else flag
-            rows.append({
-                "clip_id": clip_id, "path": str(path), "start": None, "end": None,
-                "label": record["Emotion"], "split": split, "speaker": record["Speaker"],
-                "gold_text": record["Utterance"], "context": context,
-                "dataset": DATASET, "sentiment": record["Sentiment"],
-                "dialogue_id": dialogue, "utterance_id": utterance, "sr_no": record["Sr No."],
-                "season": record["Season"], "episode": record["Episode"],
-                "episode_start": start, "episode_end": end,
-                "clip_duration": probe.duration, "has_audio": probe.has_audio, "issue": issue,
-            })  # fmt: skip
-            split_rows.append({"clip_id": clip_id, "protocol": "official", "fold": 0, "role": roles[split]})
+            rows.append(
+                {
+                    "clip_id": clip_id,
+                    "path": str(path),
+                    "start": None,
+                    "end": None,
+                    "label": record["Emotion"],
+                    "split": split,
+                    "speaker": record["Speaker"],
+                    "gold_text": record["Utterance"],
+                    "context": context,
+                    "dataset": DATASET,
+                    "sentiment": record["Sentiment"],
+                    "dialogue_id": dialogue,
+                    "utterance_id": utterance,
+                    "sr_no": record["Sr No."],
+                    "season": record["Season"],
+                    "episode": record["Episode"],
+                    "episode_start": start,
+                    "episode_end": end,
+                    "clip_duration": probe.duration,
+                    "has_audio": probe.has_audio,
+                    "issue": issue,
+                }
+            )
+            split_rows.append(
+                {"clip_id": clip_id, "protocol": "official", "fold": 0, "role": roles[split]}
+            )
             kept += 1
         on_disk = {p.name for p in clip_dir.glob("*.mp4") if not p.name.startswith("._")}
         unannotated = sorted(on_disk - annotated_names)

@@ -32,7 +32,8 @@ def reference_folds(
 
     Classes are visited in sorted order and clip ids sorted before a seeded shuffle, so the
     result does not depend on file-system listing order (the reference code's does; to use its
-    exact published membership, see ``reference_folds_from_lists``).
+    exact published membership, see ``reference_folds_from_lists``). A class with fewer
+    segments than folds is missing from the test chunk of some folds.
     """
     import numpy as np
 
@@ -43,11 +44,6 @@ def reference_folds(
     chunks_per_fold: list[list[str]] = [[] for _ in range(n_folds)]
     for label in sorted(by_class):
         members = sorted(by_class[label])
-        if len(members) < n_folds:
-            raise DataCardError(
-                f"class {label!r} has {len(members)} segment(s), fewer than the {n_folds} folds of "
-                "the reference protocol; lower --reference-folds or drop the class"
-            )
         rng.shuffle(members)
         for fold, chunk in enumerate(np.array_split(np.arange(len(members)), n_folds)):
             chunks_per_fold[fold].extend(members[i] for i in chunk)
@@ -66,7 +62,9 @@ def reference_folds_from_lists(folds_dir: str | Path, known_ids: set[str]) -> li
         raise DataCardError(f"no split-<i> folders in {folds_dir}; point at folds/C-EXPR-DB")
     chunks: list[list[str]] = []
     for split_dir in split_dirs:
-        listing = next((split_dir / n for n in ("test.txt", "val.txt") if (split_dir / n).is_file()), None)
+        listing = next(
+            (split_dir / n for n in ("test.txt", "val.txt") if (split_dir / n).is_file()), None
+        )
         if listing is None:
             raise DataCardError(f"{split_dir} has neither test.txt nor val.txt")
         lines = listing.read_text(encoding="utf-8").splitlines()
@@ -74,14 +72,19 @@ def reference_folds_from_lists(folds_dir: str | Path, known_ids: set[str]) -> li
     unknown = sorted({c for chunk in chunks for c in chunk} - known_ids)
     if unknown:
         raise DataCardError(
-            f"{len(unknown)} clip id(s) in {folds_dir} are not in this manifest (e.g. {unknown[0]}); "
+            f"{len(unknown)} clip id(s) in {folds_dir} are not in this manifest "
+            f"(e.g. {unknown[0]}); "
             "see failures.jsonl for segments that could not be prepared"
         )
     return _rows_from_test_folds(chunks, REFERENCE, val_is_test=True, universe=known_ids)
 
 
 def _rows_from_test_folds(
-    test_folds: list[list[str]], protocol: str, *, val_is_test: bool, universe: set[str] | None = None
+    test_folds: list[list[str]],
+    protocol: str,
+    *,
+    val_is_test: bool,
+    universe: set[str] | None = None,
 ) -> list[dict]:
     everything = universe if universe is not None else {c for fold in test_folds for c in fold}
     rows = []
@@ -89,15 +92,23 @@ def _rows_from_test_folds(
         test_set = set(test)
         for clip_id in sorted(everything):
             if clip_id in test_set:
-                rows.append({"clip_id": clip_id, "protocol": protocol, "fold": fold, "role": "test"})
+                rows.append(
+                    {"clip_id": clip_id, "protocol": protocol, "fold": fold, "role": "test"}
+                )
                 if val_is_test:
-                    rows.append({"clip_id": clip_id, "protocol": protocol, "fold": fold, "role": "val"})
+                    rows.append(
+                        {"clip_id": clip_id, "protocol": protocol, "fold": fold, "role": "val"}
+                    )
             else:
-                rows.append({"clip_id": clip_id, "protocol": protocol, "fold": fold, "role": "train"})
+                rows.append(
+                    {"clip_id": clip_id, "protocol": protocol, "fold": fold, "role": "train"}
+                )
     return rows
 
 
-def _assign_groups(groups: dict[str, dict[str, int]], k: int, rng: random.Random) -> list[list[str]]:
+def _assign_groups(
+    groups: dict[str, dict[str, int]], k: int, rng: random.Random
+) -> list[list[str]]:
     """Deal groups (videos) into k parts so that each part's class mix is close to the whole.
 
     Greedy, like scikit-learn's StratifiedGroupKFold: big and class-pure groups first, each to
@@ -133,7 +144,7 @@ def video_disjoint_folds(
     seed: int = 0,
     protocol: str = VIDEO_DISJOINT,
 ) -> list[dict]:
-    """Split rows from ``(clip_id, label, source_video)``: test and val never share a video with train."""
+    """Split rows from ``(clip_id, label, source_video)``; no video is in two roles of a fold."""
     if not 0 < val_fraction < 1:
         raise DataCardError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     groups: dict[str, dict[str, int]] = {}
@@ -181,7 +192,8 @@ class Leak:
             what.append(f"{len(self.videos)} source video(s) ({shown})")
         if self.clips:
             what.append(f"{len(self.clips)} clip(s)")
-        return f"{self.protocol} fold {self.fold}: {' and '.join(what)} in both {self.roles[0]} and {self.roles[1]}"
+        sides = f"{self.roles[0]} and {self.roles[1]}"
+        return f"{self.protocol} fold {self.fold}: {' and '.join(what)} in both {sides}"
 
 
 def _frames(manifest, splits):
@@ -193,36 +205,55 @@ def _frames(manifest, splits):
     return manifest, splits
 
 
-def find_leakage(manifest, splits=None, *, protocol: str | None = None, group_column: str = "source_video") -> list[Leak]:
-    """All leaks in the splits; ``manifest`` may be a DataFrame, a manifest path or a prepared folder."""
+def find_leakage(
+    manifest, splits=None, *, protocol: str | None = None, group_column: str = "source_video"
+) -> list[Leak]:
+    """Every leak in the splits; ``manifest``: DataFrame, manifest path or prepared folder."""
     manifest, splits = _frames(manifest, splits)
     if group_column not in manifest.columns:
-        raise DataCardError(f"the manifest has no {group_column!r} column, so leakage cannot be checked")
+        raise DataCardError(
+            f"the manifest has no {group_column!r} column, so leakage cannot be checked"
+        )
     video_of = dict(zip(manifest["clip_id"], manifest[group_column]))
     if protocol is not None:
         if protocol not in set(splits["protocol"]):
-            raise DataCardError(f"no protocol {protocol!r} in the splits; have {sorted(set(splits['protocol']))}")
+            raise DataCardError(
+                f"no protocol {protocol!r} in the splits; have {sorted(set(splits['protocol']))}"
+            )
         splits = splits[splits["protocol"] == protocol]
     leaks = []
     for (name, fold), part in splits.groupby(["protocol", "fold"], sort=True):
-        clips = {role: set(part.loc[part["role"] == role, "clip_id"]) for role in ("train", "val", "test")}
+        clips = {
+            role: set(part.loc[part["role"] == role, "clip_id"])
+            for role in ("train", "val", "test")
+        }
         for a, b in _ROLE_PAIRS:
             shared_clips = clips[a] & clips[b]
             videos_a = {video_of.get(c) for c in clips[a]} - {None}
             videos_b = {video_of.get(c) for c in clips[b]} - {None}
             shared_videos = videos_a & videos_b
             if shared_clips or shared_videos:
-                leaks.append(Leak(name, int(fold), (a, b), tuple(sorted(map(str, shared_videos))),
-                                  tuple(sorted(shared_clips))))  # fmt: skip
+                leaks.append(
+                    Leak(
+                        name,
+                        int(fold),
+                        (a, b),
+                        tuple(sorted(map(str, shared_videos))),
+                        tuple(sorted(shared_clips)),
+                    )
+                )
     return leaks
 
 
-def check_leakage(manifest, splits=None, *, protocol: str | None = None, group_column: str = "source_video") -> None:
+def check_leakage(
+    manifest, splits=None, *, protocol: str | None = None, group_column: str = "source_video"
+) -> None:
     """Raise ``LeakageError`` naming every fold where a source video is on both sides of a split."""
     leaks = find_leakage(manifest, splits, protocol=protocol, group_column=group_column)
     if leaks:
         raise LeakageError(
-            f"{len(leaks)} leaking split(s):\n  " + "\n  ".join(leak.describe() for leak in leaks)
+            f"{len(leaks)} leaking split(s):\n  "
+            + "\n  ".join(leak.describe() for leak in leaks)
             + "\nUse a video-disjoint protocol (cer data prepare cexprdb writes one: "
             f"'{VIDEO_DISJOINT}') for results that generalise to unseen videos."
         )

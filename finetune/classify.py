@@ -62,15 +62,22 @@ def make_trainer(
     import torch
     from transformers import DataCollatorWithPadding, Trainer
 
-    class WeightedTrainer(Trainer):
+    class ClassifierTrainer(Trainer):
+        def _get_eval_sampler(self, eval_dataset):
+            # transformers 5 also length-groups evaluation batches, which reorders predictions
+            # relative to the rows they belong to; keep evaluation in row order.
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
         def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            if weights is None:
+                return super().compute_loss(model, inputs, return_outputs, **kwargs)
             labels = inputs.pop("labels")
             outputs = model(**inputs)
             weight = torch.as_tensor(weights, dtype=outputs.logits.dtype, device=labels.device)
             loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight)
             return (loss, outputs) if return_outputs else loss
 
-    return (WeightedTrainer if weights is not None else Trainer)(
+    return ClassifierTrainer(
         model=model,
         args=args,
         train_dataset=datasets["train"],

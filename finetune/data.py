@@ -139,18 +139,20 @@ def tokenize_texts(
 ) -> tuple[list[list[int]], TruncationCount]:
     """Token ids per text, truncated on the configured side; counts what was cut."""
     encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-    special = tokenizer.num_special_tokens_to_add(pair=False)
-    budget = max_length - special
-    out, cut, longest = [], 0, 0
-    for ids in encoded:
-        longest = max(longest, len(ids))
-        if len(ids) > max_length:
-            cut += 1
-            body = tokenizer(texts[len(out)], add_special_tokens=False)["input_ids"]
-            body = body[:budget] if truncation_side == "right" else body[-budget:]
-            ids = tokenizer.build_inputs_with_special_tokens(body)
-        out.append(ids)
-    return out, TruncationCount(split, len(texts), cut, longest)
+    too_long = [i for i, ids in enumerate(encoded) if len(ids) > max_length]
+    if too_long:
+        side, tokenizer.truncation_side = tokenizer.truncation_side, truncation_side
+        try:
+            cut = tokenizer([texts[i] for i in too_long], truncation=True, max_length=max_length)
+        finally:
+            tokenizer.truncation_side = side
+        out = list(encoded)
+        for i, ids in zip(too_long, cut["input_ids"]):
+            out[i] = ids
+    else:
+        out = list(encoded)
+    longest = max((len(ids) for ids in encoded), default=0)
+    return out, TruncationCount(split, len(texts), len(too_long), longest)
 
 
 def build_dataset(input_ids: list[list[int]], labels: list[int] | None = None) -> Any:

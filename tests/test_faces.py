@@ -16,22 +16,23 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
 pytest.importorskip("feat")
-import torch  # noqa: E402
+import torch
 
-from textualize import faces  # noqa: E402
-from textualize.faces import (  # noqa: E402
+from textualize import faces
+from textualize.faces import (
     FaceConfig,
     FaceExtractor,
     FaceModelUnavailable,
     check_face_backend,
 )
-from textualize.media import iter_frames  # noqa: E402
-from textualize.records import (  # noqa: E402
+from textualize.media import iter_frames
+from textualize.records import (
     AU_COLUMNS,
     AU_SCALE_PROBABILITY,
     EMOTION_COLUMNS,
@@ -54,7 +55,7 @@ class FakeRetinaNet(torch.nn.Module):
     the regression deltas that decode back to exactly that box, and its score.
     """
 
-    faces: dict[tuple[int, int], list[tuple[float, ...]]] = {}
+    faces: ClassVar[dict[tuple[int, int], list[tuple[float, ...]]]] = {}
 
     def __init__(self, cfg):
         super().__init__()
@@ -73,7 +74,12 @@ class FakeRetinaNet(torch.nn.Module):
         for b in range(n):
             for x1, y1, x2, y2, score in self.faces.get((height, width), []):
                 box = torch.tensor(
-                    [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height]
+                    [
+                        (x1 + x2) / 2 / width,
+                        (y1 + y2) / 2 / height,
+                        (x2 - x1) / width,
+                        (y2 - y1) / height,
+                    ]
                 )
                 i = int(((priors - box) ** 2).sum(dim=1).argmin())
                 prior = priors[i]
@@ -129,7 +135,9 @@ def feat_hub(tmp_path, monkeypatch):
     import feat.utils.io
 
     cache = tmp_path / "feat-resources"
-    _put_in_hub_cache(cache, "py-feat/retinaface_r34", "model.safetensors", {"marker": torch.ones(1)})
+    _put_in_hub_cache(
+        cache, "py-feat/retinaface_r34", "model.safetensors", {"marker": torch.ones(1)}
+    )
     config = {"n_au": 20, "n_emotion": 7, "n_blendshape": 52, "mesh_normalized": True}
     _put_in_hub_cache(
         cache,
@@ -252,8 +260,9 @@ def test_check_face_backend_names_only_the_missing_file(feat_hub):
     with pytest.raises(FaceModelUnavailable, match="face_multitask_v28") as caught:
         check_face_backend(FaceConfig())
     assert "retinaface" not in str(caught.value).split("not on disk:")[1].split(".")[0]
-    with pytest.raises(FaceModelUnavailable, match="mobilefacenet"):
-        check_face_backend(FaceConfig(detector="Detectorv1"))
+    for v1 in ("Detectorv1", "Detector"):  # py-feat 0.x/1.x's name for it is accepted too
+        with pytest.raises(FaceModelUnavailable, match="Detectorv1 weights .*mobilefacenet"):
+            check_face_backend(FaceConfig(detector=v1))
 
 
 def test_multitask_weights_may_come_from_a_local_file(feat_hub, tmp_path, monkeypatch):
@@ -268,5 +277,5 @@ def test_without_py_feat_the_message_names_the_extra(monkeypatch):
     monkeypatch.setattr(faces, "feat_resources", lambda: None)
     with pytest.raises(FaceModelUnavailable, match=r"cer-textualize\[faces\]"):
         check_face_backend(FaceConfig())
-    with pytest.raises(FaceModelUnavailable, match="Detectorv2"):
-        check_face_backend(FaceConfig(detector="Detector"))
+    with pytest.raises(FaceModelUnavailable, match="Detectorv2, Detectorv1, MPDetector"):
+        check_face_backend(FaceConfig(detector="Detector3"))

@@ -14,6 +14,10 @@ from pathlib import Path
 _DEFAULT_CACHE = os.environ.get("CER_CACHE_DIR") or str(Path.home() / ".cache" / "cer" / "textualize")
 
 
+#: Same as textualize.faces.DETECTORS (kept here so `--help` does not import pandas).
+FACE_DETECTORS = ("Detectorv2", "Detectorv1", "MPDetector")
+
+
 def _help(text: str, **extra) -> dict:
     return {"help": text, **extra}
 
@@ -31,10 +35,13 @@ class TextualizeConfig:
     face: str = field(default="auto", metadata=_help(
         "Face modality: auto = use py-feat if its weights are installed, else say so once and mark the "
         "visual modality unavailable; on = fail if it cannot run; off = skip", choices=("auto", "on", "off")))
-    face_detector: str = field(default="Detector", metadata=_help(
-        "py-feat detector generation: Detector (img2pose/RetinaFace + XGBoost AUs) or MPDetector "
-        "(MediaPipe face mesh + blendshapes)", choices=("Detector", "MPDetector")))
+    face_detector: str = field(default="Detectorv2", metadata=_help(
+        "py-feat detector: Detectorv2 (RetinaFace + one multitask network for AUs and emotions; "
+        "recommended by py-feat 2.x), Detectorv1 (the classic landmarks + HOG + XGBoost AU pipeline "
+        "with ResMaskNet emotions, for comparison with published py-feat results) or MPDetector "
+        "(experimental MediaPipe generation)", choices=FACE_DETECTORS))
     face_batch_size: int = field(default=16, metadata=_help("Frames per face-detector call"))
+    face_threshold: float = field(default=0.5, metadata=_help("Face detection score (0-1) below which a detection is not a face"))
     face_tables: str | None = field(default=None, metadata=_help(
         "Folder of precomputed py-feat or OpenFace 2.x CSVs named <clip_id>.csv or <file stem>.csv; "
         "used instead of running a detector"))

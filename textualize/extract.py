@@ -55,7 +55,8 @@ def _dist_version(name: str) -> str:
 def face_config(cfg: TextualizeConfig):
     from textualize.faces import FaceConfig
 
-    return FaceConfig(detector=cfg.face_detector, device=cfg.device, batch_size=cfg.face_batch_size)
+    return FaceConfig(detector=cfg.face_detector, device=cfg.device, batch_size=cfg.face_batch_size,
+                      face_threshold=cfg.face_threshold)
 
 
 def speech_config(cfg: TextualizeConfig):
@@ -104,7 +105,8 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
         check_transcriber(speech_config(cfg))  # raises TranscriberUnavailable, fast and offline
     keys = {
         "media": {"version": _dist_version("av")},
-        "face": {"detector": cfg.face_detector, "fps": cfg.fps, "version": _dist_version("py-feat")},
+        "face": {"detector": cfg.face_detector, "fps": cfg.fps, "threshold": cfg.face_threshold,
+                 "version": _dist_version("py-feat")},
         "prosody": {"feature_set": "eGeMAPSv02", "version": _dist_version("opensmile")},
         "transcript": {
             "backend": cfg.whisper_backend, "model": cfg.whisper_model, "language": cfg.language,

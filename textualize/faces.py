@@ -31,6 +31,8 @@ from textualize.records import (
 )
 
 DETECTORS = ("Detectorv2", "Detectorv1", "MPDetector")
+# py-feat 0.x/1.x called Detectorv1 plain "Detector"; that name is accepted for it.
+DETECTOR_ALIASES = {"Detector": "Detectorv1"}
 
 # (repo, file, fallback file) that each py-feat model fetches from the Hub; a fallback of None
 # means py-feat asks for that one file only. Identity and gaze models are switched off.
@@ -70,9 +72,11 @@ class FaceConfig:
 
     The default detector is py-feat's ``Detectorv2``: RetinaFace boxes, then ONE multitask
     ConvNeXt-V2 network per face that predicts the same 20 AUs as the classic detector, the 7
-    emotions, valence/arousal, gaze and pose. That is two weight files (RetinaFace-R34 and the
-    multitask checkpoint) instead of four to six, one GPU-friendly forward instead of
-    landmarks + HOG + XGBoost on the CPU, and it is what py-feat 2.x recommends going forward.
+    emotions, valence/arousal, gaze and pose. That is two weight files (RetinaFace-R34, 22M
+    parameters, and the multitask checkpoint, about 40M) instead of Detectorv1's five (its
+    ResMaskNet emotion model alone has 138M parameters), one batched network forward per face
+    instead of landmarks + HOG features + 20 XGBoost classifiers on the CPU, and it is the
+    detector py-feat 2.x recommends going forward.
     ``Detectorv1`` is the published py-feat 0.x/1.x pipeline (HOG + XGBoost AUs, ResMaskNet
     emotions), kept for comparison with papers that used it; ``MPDetector`` (MediaPipe mesh +
     blendshape-derived AUs) is marked experimental and slated for removal by py-feat.
@@ -82,7 +86,8 @@ class FaceConfig:
         default="Detectorv2",
         metadata={
             "help": "py-feat detector: Detectorv2 (multitask model, recommended), Detectorv1 "
-            "(classic HOG+XGBoost AUs, ResMaskNet emotions) or MPDetector (experimental)",
+            "(classic HOG+XGBoost AUs, ResMaskNet emotions; 'Detector' is accepted for it) or "
+            "MPDetector (experimental)",
             "choices": DETECTORS,
         },
     )
@@ -98,10 +103,7 @@ class FaceConfig:
 
 def check_face_backend(config: FaceConfig) -> None:
     """Raise FaceModelUnavailable, offline and in well under a second, if the detector can't be built."""
-    if config.detector not in DETECTORS:
-        raise FaceModelUnavailable(
-            f"unknown face detector {config.detector!r}; choose one of {', '.join(DETECTORS)}"
-        )
+    detector = detector_class_name(config.detector)
     resources = feat_resources()
     if resources is None:
         raise FaceModelUnavailable(
@@ -110,11 +112,21 @@ def check_face_backend(config: FaceConfig) -> None:
         )
     missing = [
         f"{repo}/{name}"
-        for repo, name, fallback in REQUIRED_WEIGHTS[config.detector]
+        for repo, name, fallback in REQUIRED_WEIGHTS[detector]
         if not _weight_on_disk(repo, name, fallback, resources)
     ]
     if missing:
-        raise FaceModelUnavailable(_missing_weights_message(config.detector, missing, resources))
+        raise FaceModelUnavailable(_missing_weights_message(detector, missing, resources))
+
+
+def detector_class_name(name: str) -> str:
+    """The py-feat class a configured detector name stands for."""
+    detector = DETECTOR_ALIASES.get(name, name)
+    if detector not in DETECTORS:
+        raise FaceModelUnavailable(
+            f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}"
+        )
+    return detector
 
 
 def feat_resources() -> Path | None:
@@ -166,12 +178,13 @@ class FaceExtractor:
     def __init__(self, config: FaceConfig):
         check_face_backend(config)
         self.config = config
+        self.detector = detector_class_name(config.detector)
         self._device = _resolve_device(config.device)
         try:
-            self._detector = _build_detector(config.detector, self._device)
+            self._detector = _build_detector(self.detector, self._device)
         except (OSError, ValueError, RuntimeError) as err:
             raise FaceModelUnavailable(
-                f"py-feat could not build {config.detector} on {self._device}: {err}"
+                f"py-feat could not build {self.detector} on {self._device}: {err}"
             ) from err
         face_model = getattr(self._detector, "face_detector", None) or getattr(
             self._detector, "facepose_detector", None
@@ -188,11 +201,11 @@ class FaceExtractor:
         from feat import __version__
 
         info = dict(getattr(self._detector, "info", {}))
-        if self.config.detector == "Detectorv2":
+        if self.detector == "Detectorv2":
             info["multitask_weights"] = Path(os.environ.get(MULTITASK_ENV) or MULTITASK[1]).name
         models = ", ".join(f"{k}={v}" for k, v in sorted(info.items()) if v is not None)
         return (
-            f"py-feat {__version__} {self.config.detector}({models}, "
+            f"py-feat {__version__} {self.detector}({models}, "
             f"face_threshold={self.config.face_threshold})"
         )
 
@@ -205,7 +218,7 @@ class FaceExtractor:
             else pd.DataFrame({c: pd.Series(dtype=float) for c in FACE_FRAME_COLUMNS})
         )
         table["face"] = table["face"].astype(bool)
-        return FaceTrack(table, f"py-feat:{self.config.detector}", AU_SCALE_PROBABILITY)
+        return FaceTrack(table, f"py-feat:{self.detector}", AU_SCALE_PROBABILITY)
 
     def _detect(self, batch: list[VideoFrame]) -> pd.DataFrame:
         import torch

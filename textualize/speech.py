@@ -71,6 +71,13 @@ class SpeechConfig:
     )
     word_timestamps: bool = field(default=True, metadata={"help": "keep per-word timestamps"})
     beam_size: int = field(default=5, metadata={"help": "beam width of the decoder"})
+    temperatures: tuple[float, ...] = field(
+        default=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+        metadata={
+            "help": "decoding temperatures, tried in turn while a segment fails Whisper's "
+            "compression-ratio / log-probability checks; 0 alone = no sampling fallback"
+        },
+    )
     device: str = field(
         default="auto",
         metadata={
@@ -109,6 +116,8 @@ class SpeechConfig:
             raise ValueError(f"unknown speech backend {self.backend!r}; use one of {BACKENDS}")
         if self.beam_size < 1:
             raise ValueError(f"beam_size must be at least 1, got {self.beam_size}")
+        if not self.temperatures or min(self.temperatures) < 0:
+            raise ValueError(f"temperatures must be non-negative, got {self.temperatures}")
         if self.batch_size < 0:
             raise ValueError(f"batch_size must be 0 (off) or positive, got {self.batch_size}")
 
@@ -194,6 +203,7 @@ class FasterWhisperTranscriber:
             "beam_size": self.config.beam_size,
             "word_timestamps": self.config.word_timestamps,
             "vad_filter": self.config.vad,
+            "temperature": list(self.config.temperatures),
         }
         if self.pipeline is not None:
             if not self.config.vad and audio.size > 30 * SAMPLE_RATE:
@@ -225,6 +235,12 @@ class OpenAIWhisperTranscriber:
     """openai-whisper (PyTorch), the paper's reference, behind the ``Transcriber`` protocol."""
 
     def __init__(self, config: SpeechConfig, *, cpu_threads: int = 0) -> None:
+        name = os.path.expanduser(config.model)
+        if _looks_like_path(name) and not os.path.isfile(name):  # before a 2-second torch import
+            raise TranscriberUnavailable(
+                f"openai-whisper checkpoint {name} does not exist. "
+                + _missing_model_help(config, "small")
+            )
         try:
             import torch
             import whisper
@@ -277,6 +293,7 @@ class OpenAIWhisperTranscriber:
             verbose=None,
             language=self.config.language,
             beam_size=self.config.beam_size,
+            temperature=tuple(self.config.temperatures),
             word_timestamps=self.config.word_timestamps,
             clip_timestamps=clips or "0",
             fp16=self.fp16,
@@ -353,7 +370,7 @@ def _to_transcript(
     )
 
 
-def hubhub_offline() -> bool:
+def hub_offline() -> bool:
     """True when HF_HUB_OFFLINE forbids downloads (read now, not at huggingface_hub import)."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return True
@@ -491,7 +508,7 @@ def _version(
     label = "/".join(path.resolve().parts[-2:]) if path.exists() else config.model
     return (
         f"{backend}=={library} model={label}#{model_fingerprint(model_path)} {precision} "
-        f"beam={config.beam_size} vad={config.vad} words={config.word_timestamps} "
+        f"beam={config.beam_size} temperatures={','.join(map(str, config.temperatures))} vad={config.vad} words={config.word_timestamps} "
         f"language={config.language or 'auto'} batch={config.batch_size} "
         f"max_no_speech={config.max_no_speech_prob}"
     )

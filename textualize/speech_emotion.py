@@ -93,28 +93,28 @@ class SpeechEmotionModel:
             )
         offline = hub_offline()
         try:
-            self.extractor = AutoFeatureExtractor.from_pretrained(name, local_files_only=offline)
             self.model, info = AutoModelForAudioClassification.from_pretrained(
                 name, local_files_only=offline, output_loading_info=True
             )
+            head = sorted(info.get("missing_keys", ()))
+            if head:
+                raise SpeechEmotionUnavailable(
+                    f"{name} has no trained audio-classification head for "
+                    f"{type(self.model).__name__} (missing weights: {', '.join(head[:4])}); its "
+                    "scores would be random. Use a checkpoint fine-tuned with a standard "
+                    "*ForSequenceClassification / *ForAudioClassification head."
+                )
+            self.extractor = AutoFeatureExtractor.from_pretrained(name, local_files_only=offline)
         except (OSError, ValueError, KeyError) as err:
             where = "folder" if local else "model"
             cause = (
                 "it is not in the Hugging Face cache and HF_HUB_OFFLINE is set"
                 if offline and not local
-                else str(err).splitlines()[0]
+                else str(err).splitlines()[0].rstrip(".")
             )
             raise SpeechEmotionUnavailable(
                 f"cannot load speech-emotion {where} {name!r}: {cause}. {_how_to_get_one()}"
             ) from err
-        head = sorted(info.get("missing_keys", ()))
-        if head:
-            raise SpeechEmotionUnavailable(
-                f"{name} has no trained audio-classification head for "
-                f"{type(self.model).__name__} (missing weights: {', '.join(head[:4])}); its "
-                "scores would be random. Use a checkpoint fine-tuned with a standard "
-                "*ForSequenceClassification / *ForAudioClassification head."
-            )
         device = config.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,190 @@
+"""``cer data``: prepare MELD, C-EXPR-DB or a clip folder; print cards; check splits for leakage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cer.config import ConfigError, add_options, resolve
+from data_cards.cexprdb import CexprdbOptions
+from data_cards.meld import MeldOptions
+
+_OUTPUT_FILES = "manifest.parquet, splits.parquet, failures.jsonl and prepare.json"
+
+
+def add_parser(subparsers) -> None:
+    data = subparsers.add_parser(
+        "data",
+        help="prepare datasets (MELD, C-EXPR-DB, your own) and read their cards",
+        description="Check a dataset release, write a clip manifest and splits that "
+        "`cer textualize` "
+        "and the trainers read directly, print a dataset card, or check splits for leakage.",
+    )
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    prepare = sub.add_parser(
+        "prepare",
+        help="prepare a dataset release into an output folder",
+        description=f"Writes {_OUTPUT_FILES} into OUTPUT. Re-running does only "
+        "new work (clips added, segments changed).",
+    )
+    which = prepare.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+
+    meld = which.add_parser(
+        "meld",
+        help="MELD (7 emotions, official splits)",
+        description="Pair each utterance of the MELD CSVs with its clip, repair the "
+        "text, keep speaker and dialogue context. Missing and undecodable clips are "
+        "listed in failures.jsonl. The card: `cer data card meld`.",
+    )
+    meld.add_argument("release_dir", metavar="RELEASE", help="unpacked MELD.Raw folder")
+    meld.add_argument("output_dir", metavar="OUTPUT", help="folder for the prepared dataset")
+    meld.add_argument("--config", help="YAML file with the options below (flags win)")
+    add_options(meld, MeldOptions)
+    meld.set_defaults(func=_run_prepare, options_class=MeldOptions)
+
+    cexpr = which.add_parser(
+        "cexprdb",
+        help="C-EXPR-DB (7 compound classes + Other, segment cuts)",
+        description="Cut the annotated segments of each video into clips "
+        "(re-encoded, frame-accurate, audio kept) and write the reference 5-fold "
+        "and the video-disjoint protocols. The card: `cer data card cexprdb`.",
+    )
+    cexpr.add_argument("release_dir", metavar="RELEASE", help="folder with videos/ and annotation/")
+    cexpr.add_argument("output_dir", metavar="OUTPUT", help="folder for the prepared dataset")
+    cexpr.add_argument("--config", help="YAML file with the options below (flags win)")
+    add_options(cexpr, CexprdbOptions)
+    cexpr.set_defaults(func=_run_prepare, options_class=CexprdbOptions)
+
+    folder = which.add_parser(
+        "folder",
+        help="any folder of clips + labels CSV",
+        description="Prepare your own dataset: a folder of clips and a CSV with "
+        "at least file and label columns, optionally described by a card. "
+        "The format: `cer data card folder`.",
+    )
+    folder.add_argument("output_dir", metavar="OUTPUT", help="folder for the prepared dataset")
+    folder.add_argument("--clips", help="folder of clips (default: the card's clips_dir)")
+    folder.add_argument("--labels", help="labels CSV (default: the card's labels_csv)")
+    folder.add_argument("--card", help="your dataset card (.md)")
+    folder.add_argument("--name", help="dataset name written in the manifest")
+    folder.set_defaults(func=_run_prepare_folder)
+
+    card = sub.add_parser(
+        "card",
+        help="print a dataset card",
+        description="Print a dataset card: "
+        "what the data is, its layout, licence, citation, known problems and "
+        "protocols. NAME is meld, cexprdb, folder or the path of your own card.",
+    )
+    card.add_argument(
+        "name", metavar="NAME", nargs="?", help="card name or path (omit to list cards)"
+    )
+    card.add_argument(
+        "--front-matter", action="store_true", help="print only the machine-readable part as JSON"
+    )
+    card.set_defaults(func=_run_card)
+
+    check = sub.add_parser(
+        "check",
+        help="fail when a source video is on both sides of a split",
+        description="Check the splits of a prepared folder: exit status 1 and a "
+        "list of folds when any source video (or clip) appears in two of train, "
+        "val and test. The reference C-EXPR-DB protocol fails by design.",
+    )
+    check.add_argument(
+        "prepared_dir", metavar="PREPARED", help="output folder of `cer data prepare`"
+    )
+    check.add_argument("--protocol", help="check only this protocol (default: all)")
+    check.add_argument(
+        "--group-column",
+        default="source_video",
+        help="manifest column naming the recording a clip comes from (default: source_video)",
+    )
+    check.set_defaults(func=_run_check)
+
+
+def _summary(prepared) -> str:
+    by_reason = prepared.report.get("failures_by_reason", {})
+    reasons = ", ".join(f"{n} {r}" for r, n in by_reason.items())
+    lines = [
+        f"{prepared.name}: {prepared.n_clips} clips prepared in {prepared.output_dir}",
+        f"failures: {prepared.n_failures}"
+        + (f" ({reasons}); see {prepared.failures_path}" if reasons else ""),
+        f"protocols in {prepared.splits_path.name}: {', '.join(prepared.protocols) or 'none'}",
+    ]
+    return "\n".join(lines)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from data_cards.errors import DataCardError
+
+    try:
+        options = resolve(args.options_class, args, config_file=args.config)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        if args.dataset == "meld":
+            from data_cards.meld import prepare_meld
+
+            prepared = prepare_meld(args.release_dir, args.output_dir, options)
+        else:
+            from data_cards.cexprdb import prepare_cexprdb
+
+            prepared = prepare_cexprdb(args.release_dir, args.output_dir, options)
+    except DataCardError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(_summary(prepared))
+    return 0
+
+
+def _run_prepare_folder(args: argparse.Namespace) -> int:
+    from data_cards.errors import DataCardError
+    from data_cards.folder import prepare_folder
+
+    try:
+        prepared = prepare_folder(
+            args.clips, args.labels, args.output_dir, card=args.card, name=args.name
+        )
+    except DataCardError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(_summary(prepared))
+    return 0
+
+
+def _run_card(args: argparse.Namespace) -> int:
+    import json
+
+    from data_cards.cards import list_cards, load_card
+    from data_cards.errors import CardError
+
+    if not args.name:
+        print("\n".join(f"{name}: {load_card(name).title}" for name in list_cards()))
+        return 0
+    try:
+        card = load_card(args.name)
+    except CardError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(card.meta, indent=2, ensure_ascii=False) if args.front_matter else card.text())
+    return 0
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from data_cards.errors import DataCardError, LeakageError
+    from data_cards.protocols import check_leakage
+
+    try:
+        check_leakage(args.prepared_dir, protocol=args.protocol, group_column=args.group_column)
+    except LeakageError as err:
+        print(f"LEAKAGE: {err}", file=sys.stderr)
+        return 1
+    except DataCardError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    scope = f"protocol {args.protocol}" if args.protocol else "all protocols"
+    print(f"no leakage in {scope} of {args.prepared_dir}")
+    return 0

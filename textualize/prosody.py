@@ -1,0 +1,325 @@
+"""Voice prosody with openSMILE eGeMAPSv02: low-level descriptors, functionals and span summaries.
+
+``ProsodyExtractor.extract`` turns a mono float waveform into a ``records.ProsodyTrack``: one LLD
+row every 10 ms (column ``time`` = start of the analysis frame, in seconds from the clip start)
+and the 88 eGeMAPS functionals of the whole clip. ``summarize_prosody`` then describes any time
+span from the LLDs alone (pitch, loudness, voicing, pauses, voice quality), so a new window never
+re-runs openSMILE.
+
+Memory: openSMILE keeps the whole waveform and, for its clip-level functionals, every frame of
+every descriptor. LLDs of audio longer than ``chunk_sec`` are therefore computed chunk by chunk,
+each chunk padded with ``chunk_margin_sec`` of context on both sides that is analysed and then
+dropped, so peak memory depends on the chunk length, not on the audio length. Whole-clip
+functionals cannot be chunked; they are computed for audio up to ``functionals_max_sec`` and
+left NaN beyond it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+from textualize.records import ProsodyTrack
+
+LLD_HOP_SEC = 0.010  # frame step of the GeMAPS family configs
+LOUDNESS_PEAK_REL_THRESHOLD = 0.1  # as eGeMAPS loudnessPeaksPerSec (Peaks2.relThresh)
+
+F0 = "F0semitoneFrom27.5Hz_sma3nz"  # 0 in unvoiced frames
+LOUDNESS = "Loudness_sma3"
+JITTER = "jitterLocal_sma3nz"
+SHIMMER = "shimmerLocaldB_sma3nz"
+HNR = "HNRdBACF_sma3nz"
+SUMMARY_LLDS = (F0, LOUDNESS, JITTER, SHIMMER, HNR)
+
+
+class ProsodyError(ValueError):
+    """Base class of the errors this stage raises; the pipeline records them per clip."""
+
+
+class ProsodyConfigError(ProsodyError):
+    """The configuration names a feature set or threshold this stage cannot use."""
+
+
+class ProsodyInputError(ProsodyError):
+    """The waveform cannot be analysed (not mono, not finite, bad sample rate)."""
+
+
+@dataclass(frozen=True)
+class ProsodyConfig:
+    feature_set: str = field(
+        default="eGeMAPSv02",
+        metadata={
+            "help": "openSMILE feature set (an opensmile.FeatureSet name) of the GeMAPS "
+            "family; its LLDs must include F0 semitones, loudness, jitter, shimmer, HNR."
+        },
+    )
+    chunk_sec: float = field(
+        default=60.0,
+        metadata={
+            "help": "LLDs of longer audio are computed in chunks of this many seconds, "
+            "which bounds memory (~25 MB per minute of chunk)."
+        },
+    )
+    chunk_margin_sec: float = field(
+        default=2.0,
+        metadata={
+            "help": "context analysed on each side of a chunk and then dropped, so pitch "
+            "tracking and smoothing see no artificial edge."
+        },
+    )
+    functionals_max_sec: float = field(
+        default=600.0,
+        metadata={
+            "help": "whole-clip functionals need openSMILE to keep every frame (~30 MB per "
+            "minute of audio); longer audio gets NaN functionals."
+        },
+    )
+    min_pause_sec: float = field(
+        default=0.25,
+        metadata={"help": "shortest run of unvoiced, quiet frames that counts as a pause (s)."},
+    )
+    pause_loudness: float = field(
+        default=0.2,
+        metadata={
+            "help": "eGeMAPS loudness (Loudness_sma3, ~sone) below which an unvoiced frame "
+            "is quiet; white noise at -50 dBFS measures ~0.2, speech mostly 0.3-2."
+        },
+    )
+    min_voiced_sec: float = field(
+        default=0.05,
+        metadata={"help": "a span with less voiced time than this (s) summarises as silent."},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_sec", "functionals_max_sec", "min_pause_sec"):
+            if not getattr(self, name) > 0:
+                raise ProsodyConfigError(f"prosody {name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.chunk_margin_sec < self.chunk_sec:
+            raise ProsodyConfigError(
+                f"prosody chunk_margin_sec must be in [0, chunk_sec={self.chunk_sec}), "
+                f"got {self.chunk_margin_sec}"
+            )
+
+
+class ProsodyExtractor:
+    """openSMILE LLD and functional extractors, built once and reused for every clip."""
+
+    def __init__(self, config: ProsodyConfig):
+        import opensmile
+
+        try:
+            feature_set = opensmile.FeatureSet[config.feature_set]
+        except KeyError as err:
+            names = ", ".join(fs.name for fs in opensmile.FeatureSet)
+            raise ProsodyConfigError(
+                f"unknown openSMILE feature set {config.feature_set!r}; use one of: {names}"
+            ) from err
+        self.config = config
+        self._lld = opensmile.Smile(feature_set, opensmile.FeatureLevel.LowLevelDescriptors)
+        self._functionals = opensmile.Smile(feature_set, opensmile.FeatureLevel.Functionals)
+        missing = [name for name in SUMMARY_LLDS if name not in self._lld.feature_names]
+        if missing:
+            raise ProsodyConfigError(
+                f"feature set {config.feature_set} lacks the LLDs {missing} that prosody "
+                "summaries need; use eGeMAPSv02 (or another GeMAPS set)"
+            )
+        self.lld_names: tuple[str, ...] = tuple(self._lld.feature_names)
+        self.functional_names: tuple[str, ...] = tuple(self._functionals.feature_names)
+        self.version = (
+            f"opensmile-{opensmile.__version__}/{feature_set.value}"
+            f"/chunk{config.chunk_sec:g}+{config.chunk_margin_sec:g}s"
+            f"/func<={config.functionals_max_sec:g}s"
+        )
+
+    def extract(self, audio: np.ndarray, sample_rate: int = 16000) -> ProsodyTrack:
+        """LLDs and functionals of a mono float waveform in [-1, 1].
+
+        Audio shorter than one analysis frame (60 ms) gives an empty LLD table and NaN
+        functionals, which summarise as silent.
+        """
+        signal = _as_mono(audio, sample_rate)
+        duration = signal.size / sample_rate
+        return ProsodyTrack(
+            lld=self._extract_lld(signal, sample_rate),
+            functionals=self._extract_functionals(signal, sample_rate),
+            duration=duration,
+        )
+
+    def _extract_lld(self, signal: np.ndarray, sample_rate: int) -> pd.DataFrame:
+        hop = round(LLD_HOP_SEC * sample_rate)
+        # Chunk edges and margins on the frame grid, so chunk frames land on the whole-clip grid.
+        chunk = max(hop, round(self.config.chunk_sec * sample_rate / hop) * hop)
+        margin = round(self.config.chunk_margin_sec * sample_rate / hop) * hop
+        pieces = []
+        for core_start in range(0, max(signal.size, 1), chunk):
+            core_end = core_start + chunk
+            last = core_end >= signal.size
+            start = max(0, core_start - margin)
+            stop = signal.size if last else min(signal.size, core_end + margin)
+            frames = self._run(self._lld, signal[start:stop], sample_rate)
+            offset = start / sample_rate
+            times = frames.index.get_level_values("start").total_seconds().to_numpy() + offset
+            keep = times >= core_start / sample_rate - 1e-9
+            if not last:
+                keep &= times < core_end / sample_rate - 1e-9
+            kept = frames[keep].reset_index(drop=True)
+            kept.insert(0, "time", np.round(times[keep], 6))
+            pieces.append(kept.dropna(how="all", subset=list(self.lld_names)))
+        return pd.concat(pieces, ignore_index=True)
+
+    def _extract_functionals(self, signal: np.ndarray, sample_rate: int) -> dict[str, float]:
+        if signal.size / sample_rate > self.config.functionals_max_sec:
+            return dict.fromkeys(self.functional_names, math.nan)
+        row = self._run(self._functionals, signal, sample_rate).iloc[0]
+        return {name: float(row[name]) for name in self.functional_names}
+
+    @staticmethod
+    def _run(smile, signal: np.ndarray, sample_rate: int) -> pd.DataFrame:
+        with warnings.catch_warnings():
+            # Audio shorter than a frame: openSMILE warns and returns one NaN row, handled above.
+            warnings.filterwarnings("ignore", message="Segment too short")
+            return smile.process_signal(signal, sample_rate)
+
+
+def _as_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
+        raise ProsodyInputError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    signal = np.asarray(audio, dtype=np.float32)
+    if signal.ndim == 2 and 1 in signal.shape:
+        signal = signal.reshape(-1)
+    if signal.ndim != 1:
+        raise ProsodyInputError(
+            f"prosody needs mono audio, got shape {signal.shape}; mix the channels down first"
+        )
+    if not np.isfinite(signal).all():
+        raise ProsodyInputError("audio contains NaN or infinite samples; check the decoder")
+    # openSMILE converts with int16(x * 32768), which wraps around for samples at or above 1.0.
+    return np.clip(signal, -1.0, 32767 / 32768)
+
+
+@dataclass(frozen=True)
+class ProsodySummary:
+    """Interpretable prosody of a span, computed from LLDs only (so any time window can be
+    summarised from the cached LLDs without re-running openSMILE)."""
+
+    duration: float
+    voiced_ratio: float  # fraction of frames with F0
+    pitch_mean_st: float | None  # F0 mean, semitones from 27.5 Hz, voiced frames
+    pitch_sd_st: float | None  # F0 variability
+    loudness_mean: float
+    loudness_sd: float
+    speaking_rate: float  # voiced segments per second (eGeMAPS definition)
+    loudness_peaks_per_sec: float  # loudness maxima above the pause loudness, per second
+    pause_ratio: float  # fraction of the span in pauses (unvoiced AND quiet runs >= min pause)
+    mean_pause_sec: float | None
+    jitter: float | None
+    shimmer_db: float | None
+    hnr_db: float | None
+    silent: bool  # no voice activity at all (the pipeline says "silence")
+
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+
+SUMMARY_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(ProsodySummary) if f.name != "silent"
+)
+
+
+def summarize_prosody(
+    lld: pd.DataFrame,
+    start: float = 0.0,
+    end: float | None = None,
+    config: ProsodyConfig = ProsodyConfig(),
+) -> ProsodySummary:
+    """Summarise the LLD frames whose ``time`` lies in [start, end).
+
+    ``end=None`` means up to the end of the last frame. Frames are 10 ms apart, so rates are per
+    second of the span and ratios are fractions of its frames.
+    """
+    missing = [c for c in ("time", *SUMMARY_LLDS) if c not in lld.columns]
+    if missing:
+        raise ProsodyInputError(
+            f"LLD table lacks columns {missing}; pass ProsodyTrack.lld from ProsodyExtractor"
+        )
+    times = lld["time"].to_numpy(dtype=np.float64)
+    if end is None:
+        end = max(start, float(times.max()) + LLD_HOP_SEC) if times.size else start
+    span = lld[(times >= start) & (times < end)]
+    duration = max(0.0, float(end) - float(start))
+    n = len(span)
+    f0 = span[F0].to_numpy(dtype=np.float64)
+    loudness = span[LOUDNESS].to_numpy(dtype=np.float64)
+    voiced = f0 > 0
+    quiet = ~voiced & (loudness < config.pause_loudness)
+    pauses = [
+        length * LLD_HOP_SEC
+        for length in _run_lengths(quiet)
+        if length * LLD_HOP_SEC >= config.min_pause_sec - 1e-9
+    ]
+    per_sec = 1.0 / duration if duration > 0 else 0.0
+    return ProsodySummary(
+        duration=duration,
+        voiced_ratio=float(voiced.mean()) if n else 0.0,
+        pitch_mean_st=_mean(f0[voiced]),
+        pitch_sd_st=float(f0[voiced].std()) if voiced.sum() >= 2 else None,
+        loudness_mean=float(loudness.mean()) if n else 0.0,
+        loudness_sd=float(loudness.std()) if n else 0.0,
+        speaking_rate=len(_run_lengths(voiced)) * per_sec,
+        loudness_peaks_per_sec=_count_peaks(
+            loudness, LOUDNESS_PEAK_REL_THRESHOLD, config.pause_loudness
+        )
+        * per_sec,
+        pause_ratio=min(1.0, sum(pauses) / duration) if duration > 0 else 0.0,
+        mean_pause_sec=float(np.mean(pauses)) if pauses else None,
+        # openSMILE writes 0 where a period-based measure is undefined, as in its "nz" functionals.
+        jitter=_mean(_nonzero(span[JITTER], voiced)),
+        shimmer_db=_mean(_nonzero(span[SHIMMER], voiced)),
+        hnr_db=_mean(span[HNR].to_numpy(dtype=np.float64)[voiced]),
+        silent=bool(voiced.sum() * LLD_HOP_SEC < config.min_voiced_sec),
+    )
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
+
+
+def _nonzero(column: pd.Series, voiced: np.ndarray) -> np.ndarray:
+    values = column.to_numpy(dtype=np.float64)[voiced]
+    return values[values != 0]
+
+
+def _run_lengths(mask: np.ndarray) -> list[int]:
+    """Lengths of the runs of True in a boolean array."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return (edges[1::2] - edges[::2]).tolist()
+
+
+def _count_peaks(contour: np.ndarray, rel_threshold: float, floor: float) -> int:
+    """Maxima above ``floor`` that rise and fall by rel_threshold of the contour's range.
+
+    Like eGeMAPS loudnessPeaksPerSec (openSMILE Peaks2), plus the floor so that the ripple of
+    steady background noise does not count as syllables.
+    """
+    if contour.size < 3:
+        return 0
+    threshold = rel_threshold * float(contour.max() - contour.min())
+    if threshold <= 0:
+        return 0
+    peaks, low, high, tracking_peak = 0, float(contour[0]), float(contour[0]), False
+    for value in contour[1:].tolist():
+        if tracking_peak:
+            if value > high:
+                high = value
+            elif high - value >= threshold:
+                peaks, low, tracking_peak = peaks + (high >= floor), value, False
+        elif value < low:
+            low = value
+        elif value - low >= threshold:
+            high, tracking_peak = value, True
+    return peaks
