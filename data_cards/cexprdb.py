@@ -71,10 +71,7 @@ class Segment:
     end: float
     label: str
     index: int  # k-th segment of this label in this video
-
-    @property
-    def clip_id(self) -> str:
-        return f"{self.video}_{label_slug(self.label)}_{self.index}"
+    clip_id: str  # the card's clip_id pattern filled in, e.g. 24_Sadly-Fearful_0
 
 
 def label_slug(label: str) -> str:
@@ -124,6 +121,7 @@ def read_annotation(
             + ",".join(needed)
         )
     at = {name: lowered.index(name.lower()) for name in needed}
+    pattern = card.require("clip_id")
     segments: list[Segment] = []
     failures: list[Failure] = []
     counts: dict[str, int] = {}
@@ -154,7 +152,9 @@ def read_annotation(
             )
             continue
         label = hot[0]
-        segments.append(Segment(video, line, start, end, label, counts.get(label, 0)))
+        index = counts.get(label, 0)
+        clip_id = pattern.format(video=video, label_slug=label_slug(label), index=index)
+        segments.append(Segment(video, line, start, end, label, index, clip_id))
         counts[label] = counts.get(label, 0) + 1
     return segments, failures
 

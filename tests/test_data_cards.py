@@ -37,7 +37,7 @@ def test_shipped_cards_hold_the_facts_the_code_reads():
         "challenge_classes"
     )
     assert cexpr.get("annotation.begin_column") == "Begin Time - hh:mm:ss.ms"
-    assert cexpr.get("protocols.reference-5fold.folds") == 5
+    assert cexpr.get("clip_id") == "{video}_{label_slug}_{index}"
     assert "EULA" in cexpr.get("access")
     assert "validation **and** as test" in cexpr.body and "share source videos" in cexpr.body
 

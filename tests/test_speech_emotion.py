@@ -53,7 +53,9 @@ def save_tiny_wav2vec2(folder, labels, problem_type=None, *, with_head=True) -> 
 
 @pytest.fixture(scope="module")
 def voice(speak) -> np.ndarray:
-    audio, _ = sf.read(speak("That is wonderful news, congratulations!", "wonderful"), "float32")
+    audio, _ = sf.read(
+        speak("That is wonderful news, congratulations!", "wonderful"), dtype="float32"
+    )
     return audio
 
 

@@ -98,7 +98,8 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
             if cfg.face == "on":
                 raise ModalityUnavailable(f"face modality requested (--face on) but unavailable: {err}") from err
             log.warning("Face modality unavailable, continuing without it: %s", err)
-            face_status = ModalityStatus(UNAVAILABLE, f"face model unavailable: {str(err).splitlines()[0]}")
+            first_sentence = str(err).split(". ")[0].split(":")[0]
+            face_status = ModalityStatus(UNAVAILABLE, f"face model unavailable ({first_sentence})")
     if cfg.transcript:
         from textualize.speech import check_transcriber
 
