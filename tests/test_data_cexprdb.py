@@ -110,6 +110,12 @@ def test_prepare_cuts_each_segment_frame_accurately_with_audio(release, tmp_path
     assert int(np.argmin(distances)) == round(0.52 * FPS)
     assert abs(len(cut) - round(1.48 * FPS)) <= 1
 
+    # `cer textualize` reads the manifest as it is: relative clip paths resolve to the cuts.
+    inputs = pytest.importorskip("textualize.inputs")
+    clips = {c.clip_id: c for c in inputs.read_manifest(prepared.manifest_path)}
+    assert clips["01_Happily-Surprised_0"].label == "Happily Surprised"
+    assert all(Path(c.path).is_file() and c.start is None for c in clips.values())
+
     clamped = manifest.loc["02_Happily-Surprised_0"]
     assert clamped["source_end"] == pytest.approx(6.0, abs=0.05)
     assert "end clamped from 6.400 s" in clamped["issue"]

@@ -104,6 +104,11 @@ def test_prepare_meld_pairs_utterances_with_clips_and_reports_what_is_wrong(rele
     assert dev["gold_text"] == "Yeah, right. Sure!"
     assert not any("\x92" in t for t in manifest["gold_text"])
 
+    inputs = pytest.importorskip("textualize.inputs")  # what `cer textualize` sees
+    clip = {c.clip_id: c for c in inputs.read_manifest(prepared.manifest_path)}["train/dia0_utt2"]
+    assert clip.gold_text == "So... here's a key." and clip.speaker == "Chandler"
+    assert clip.context.endswith("Monica: What?") and clip.split == "train"
+
     failures = {f.clip_id: f for f in prepared.failures()}
     assert failures["dev/dia110_utt7"].reason == "missing"
     assert "dia110_utt7.mp4" in failures["dev/dia110_utt7"].message

@@ -111,19 +111,24 @@ def test_dimension_labels_alone_make_a_model_dimensional(tmp_path, voice):
     assert forced.predict(voice).kind == "categorical"
 
 
-def test_other_sample_rates_and_very_short_audio_are_handled(categorical_model, voice):
+def test_other_sample_rates_and_very_short_audio_are_handled(
+    categorical_model, dimensional_model, voice
+):
     import audresample
 
-    model = SpeechEmotionModel(SpeechEmotionConfig(model=categorical_model))
+    model = SpeechEmotionModel(SpeechEmotionConfig(model=dimensional_model))
     at_44k = audresample.resample(voice, 16_000, 44_100)[0]
-    resampled = model.predict(at_44k, sample_rate=44_100)
-    direct = model.predict(voice)
-    assert list(resampled.scores.values()) == pytest.approx(list(direct.scores.values()), abs=0.01)
+    resampled = list(model.predict(at_44k, sample_rate=44_100).scores.values())
+    back_at_16k = audresample.resample(at_44k, 44_100, 16_000)[0]
+    assert resampled == pytest.approx(list(model.predict(back_at_16k).scores.values()), abs=1e-6)
+    misread = list(model.predict(at_44k, sample_rate=16_000).scores.values())
+    assert max(abs(a - b) for a, b in zip(resampled, misread)) > 1e-4
 
-    blip = model.predict(voice[:80])  # 5 ms: shorter than wav2vec2's receptive field
+    classifier = SpeechEmotionModel(SpeechEmotionConfig(model=categorical_model))
+    blip = classifier.predict(voice[:80])  # 5 ms: shorter than wav2vec2's receptive field
     assert sum(blip.scores.values()) == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(ValueError, match="mono"):
-        model.predict(np.zeros((2, 16_000), np.float32))
+        classifier.predict(np.zeros((2, 16_000), np.float32))
 
 
 @pytest.mark.parametrize("name", ["/no/such/ser-model", "nobody/no-such-ser-model"])
