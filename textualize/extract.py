@@ -362,3 +362,21 @@ def extract_clip(clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, models
         transcript=results.get("transcript"), speech_emotion=results.get("speech_emotion"),
         status=run.status, timings=run.timings, cached=tuple(run.cached),
     )
+
+
+class NotCached(LookupError):
+    """A stage result is not in the cache and this reader may not compute it."""
+
+
+class _CacheOnlyModels(Extractors):
+    def get(self, name: str):
+        raise NotCached(f"{name} is not cached for this clip; run `cer textualize` first")
+
+
+def read_cached(clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, cache: StageCache) -> ClipDescriptors:
+    """A clip's descriptors from the cache only (no model is built, nothing is decoded).
+
+    Stages missing from the cache come back with status ``failed`` and a reason naming
+    ``cer textualize``; used by the feature baseline so it never re-runs an extractor.
+    """
+    return extract_clip(clip, cfg, plan, _CacheOnlyModels(cfg), cache)

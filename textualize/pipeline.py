@@ -207,3 +207,36 @@ def format_summary(summary: RunSummary) -> str:
             f"{k} {v:.1f}" for k, v in summary.stage_seconds.items()))
     lines.append(f"outputs: {summary.output_dir}/prompts.parquet, prompts.jsonl, failures.jsonl, run.json")
     return "\n".join(lines)
+
+
+def load_run(output_dir: str | Path) -> tuple[TextualizeConfig, ExtractionPlan, list[Clip]]:
+    """Configuration, plan and clips of a finished ``cer textualize`` run, from its output folder.
+
+    With ``read_cached`` this gives every stage's cached result (face frames, prosody LLDs and
+    functionals, transcripts) for exactly the clips of that run, without recomputing anything.
+    """
+    import pandas as pd
+
+    from cer.config import from_mapping
+    from textualize.records import ModalityStatus
+
+    output = Path(output_dir)
+    run = json.loads((output / "run.json").read_text())
+    cfg = from_mapping(TextualizeConfig, run["config"], source=str(output / "run.json"))
+    plan_info = run["plan"]
+    plan = ExtractionPlan(
+        face=plan_info["face"], face_status=ModalityStatus(plan_info["face_status"], plan_info["face_reason"]),
+        prosody=cfg.prosody, transcript=cfg.transcript, speech_emotion=bool(cfg.speech_emotion_model),
+        keys=plan_info["stage_keys"],
+    )
+    rows = pd.read_parquet(output / "prompts.parquet").drop_duplicates("clip_id")
+    def value(v):
+        return None if v is None or (isinstance(v, float) and pd.isna(v)) else v
+
+    clips = [
+        Clip(clip_id=r["clip_id"], path=r["source_path"], start=value(r["clip_start"]), end=value(r["clip_end"]),
+             label=value(r["label"]), split=value(r["split"]), speaker=value(r["speaker"]),
+             gold_text=value(r["gold_text"]), context=value(r["context"]))
+        for r in rows.to_dict("records")
+    ]
+    return cfg, plan, clips

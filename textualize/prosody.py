@@ -50,6 +50,8 @@ class ProsodyInputError(ProsodyError):
 
 @dataclass(frozen=True)
 class ProsodyConfig:
+    """How the prosody stage extracts (feature set, chunking) and summarises (pause, silence)."""
+
     feature_set: str = field(
         default="eGeMAPSv02",
         metadata={
@@ -61,7 +63,7 @@ class ProsodyConfig:
         default=60.0,
         metadata={
             "help": "LLDs of longer audio are computed in chunks of this many seconds, "
-            "which bounds memory (~25 MB per minute of chunk)."
+            "which bounds memory (openSMILE needs ~35 MB per minute of chunk)."
         },
     )
     chunk_margin_sec: float = field(
@@ -74,8 +76,7 @@ class ProsodyConfig:
     functionals_max_sec: float = field(
         default=600.0,
         metadata={
-            "help": "whole-clip functionals need openSMILE to keep every frame (~30 MB per "
-            "minute of audio); longer audio gets NaN functionals."
+            "help": "whole-clip functionals need openSMILE to XX; longer audio gets NaN functionals."
         },
     )
     min_pause_sec: float = field(
@@ -130,7 +131,7 @@ class ProsodyExtractor:
         self.lld_names: tuple[str, ...] = tuple(self._lld.feature_names)
         self.functional_names: tuple[str, ...] = tuple(self._functionals.feature_names)
         self.version = (
-            f"opensmile-{opensmile.__version__}/{feature_set.value}"
+            f"opensmile-{opensmile.__version__}/{feature_set.name}"
             f"/chunk{config.chunk_sec:g}+{config.chunk_margin_sec:g}s"
             f"/func<={config.functionals_max_sec:g}s"
         )

@@ -112,6 +112,9 @@ def unit_row(unit: UnitFeatures, renderer: PromptRenderer, reference: ProsodyRef
         "split": clip.split,
         "speaker": clip.speaker,
         "gold_text": clip.gold_text,
+        "context": clip.context,
+        "clip_start": clip.start,  # the clip's own span in the file (None = whole file)
+        "clip_end": clip.end,
         "transcript": transcript.text if transcript.present else "",
         "transcript_source": source,
         "visual_text": _flat(visual, "action_units", "emotions"),
