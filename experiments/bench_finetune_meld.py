@@ -15,10 +15,25 @@ import time
 from pathlib import Path
 
 MELD_DIR = Path("/work/shared/data/meld")
-SPLIT_FILES = {"train": "train_sent_emo.csv", "val": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
+SPLIT_FILES = {
+    "train": "train_sent_emo.csv",
+    "val": "dev_sent_emo.csv",
+    "test": "test_sent_emo.csv",
+}
 #: Windows-1252 punctuation that ended up as C1 control characters, and its plain-ASCII form.
-MOJIBAKE = {"\x85": "...", "\x91": "'", "\x92": "'", "\x93": '"', "\x94": '"', "\x96": "-",
-            "\x97": "-", "\xa0": " ", "\u2019": "'", "\u2014": "-", "\u2026": "..."}
+MOJIBAKE = {
+    "\x85": "...",
+    "\x91": "'",
+    "\x92": "'",
+    "\x93": '"',
+    "\x94": '"',
+    "\x96": "-",
+    "\x97": "-",
+    "\xa0": " ",
+    "\u2019": "'",
+    "\u2014": "-",
+    "\u2026": "...",
+}
 
 
 def repair(text: str) -> str:
@@ -31,13 +46,21 @@ def meld_prompts(meld_dir: Path = MELD_DIR):
     frames = []
     for split, name in SPLIT_FILES.items():
         df = pd.read_csv(meld_dir / name)
-        frames.append(pd.DataFrame({
-            "clip_id": [f"{split}_dia{d}_utt{u}" for d, u in zip(df.Dialogue_ID, df.Utterance_ID)],
-            "label": df.Emotion.str.lower(),
-            "split": split,
-            "gold_text": [repair(t) for t in df.Utterance],
-            "prompt": [f"{repair(s)} says: \"{repair(t)}\"" for s, t in zip(df.Speaker, df.Utterance)],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "clip_id": [
+                        f"{split}_dia{d}_utt{u}" for d, u in zip(df.Dialogue_ID, df.Utterance_ID)
+                    ],
+                    "label": df.Emotion.str.lower(),
+                    "split": split,
+                    "gold_text": [repair(t) for t in df.Utterance],
+                    "prompt": [
+                        f'{repair(s)} says: "{repair(t)}"' for s, t in zip(df.Speaker, df.Utterance)
+                    ],
+                }
+            )
+        )
     frame = pd.concat(frames, ignore_index=True)
     frame["unit_id"] = frame["clip_id"]
     return frame[frame["prompt"].str.len() > 0]
@@ -56,8 +79,9 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     meld_prompts().to_parquet(work / "meld_prompts.parquet", index=False)
-    config = load_config(args.config, prompts=str(work / "meld_prompts.parquet"),
-                         output_dir=str(work / "run"))
+    config = load_config(
+        args.config, prompts=str(work / "meld_prompts.parquet"), output_dir=str(work / "run")
+    )
     started = time.perf_counter()
     run = run_finetune(config).runs[0]
     wall = time.perf_counter() - started

@@ -30,8 +30,9 @@ def measure(arm: str, frame, steps: int, batch_size: int, work: Path) -> dict:
     labels = label_set(frame)
     train = frame[frame["split"] == "train"]
     tokenizer = load_tokenizer(config)
-    ids, count = tokenize_texts(tokenizer, train["prompt"].tolist(), max_length=512,
-                                truncation_side="right", split="train")
+    ids, _ = tokenize_texts(
+        tokenizer, train["prompt"].tolist(), max_length=512, truncation_side="right", split="train"
+    )
     longest = max(len(i) for i in ids)
     if arm == "pad_to_longest":
         ids = [i + [tokenizer.pad_token_id] * (longest - len(i)) for i in ids]
@@ -39,9 +40,16 @@ def measure(arm: str, frame, steps: int, batch_size: int, work: Path) -> dict:
     if arm == "pad_to_longest":
         dataset = dataset.map(lambda r: {"attention_mask": [int(t != 0) for t in r["input_ids"]]})
     args = TrainingArguments(
-        output_dir=str(work / arm), max_steps=steps, per_device_train_batch_size=batch_size,
-        learning_rate=1e-3, report_to="none", save_strategy="no", eval_strategy="no",
-        disable_tqdm=True, logging_steps=steps, seed=0,
+        output_dir=str(work / arm),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=1e-3,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        disable_tqdm=True,
+        logging_steps=steps,
+        seed=0,
         train_sampling_strategy="group_by_length" if arm == "dynamic" else "random",
         length_column_name="length",
     )
@@ -55,7 +63,8 @@ def measure(arm: str, frame, steps: int, batch_size: int, work: Path) -> dict:
         "batch_size": batch_size,
         "longest_prompt_tokens": longest,
         "mean_prompt_tokens": sum(len(i) for i in dataset["input_ids"]) / len(dataset)
-        if arm == "dynamic" else longest,
+        if arm == "dynamic"
+        else longest,
     }
 
 
@@ -73,10 +82,13 @@ def main() -> None:
 
     frame = meld_prompts()
     work = Path("/tmp/cer_padding_bench")
-    result = {arm: measure(arm, frame, args.steps, args.batch_size, work)
-              for arm in ("dynamic", "pad_to_longest")}
-    result["speedup"] = (result["dynamic"]["examples_per_second"]
-                         / result["pad_to_longest"]["examples_per_second"])
+    result = {
+        arm: measure(arm, frame, args.steps, args.batch_size, work)
+        for arm in ("dynamic", "pad_to_longest")
+    }
+    result["speedup"] = (
+        result["dynamic"]["examples_per_second"] / result["pad_to_longest"]["examples_per_second"]
+    )
     result["model"] = "MiniLM-L6 + LoRA (r=8, query/value), CPU, 2 shared cores"
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

@@ -57,10 +57,17 @@ def test_every_shipped_config_loads_and_names_its_command(path):
 def test_help_is_quick_and_lists_training_flags():
     out = subprocess.run(
         [sys.executable, "-m", "cer.cli", "finetune", "train", "--help"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "--learning-rate" in out and "--text-column" in out and "--method" in out
-    assert "predict" in subprocess.run(
-        [sys.executable, "-m", "cer.cli", "finetune", "--help"],
-        capture_output=True, text=True, check=True,
-    ).stdout
+    assert (
+        "predict"
+        in subprocess.run(
+            [sys.executable, "-m", "cer.cli", "finetune", "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )

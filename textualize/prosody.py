@@ -76,7 +76,8 @@ class ProsodyConfig:
     functionals_max_sec: float = field(
         default=600.0,
         metadata={
-            "help": "whole-clip functionals need openSMILE to XX; longer audio gets NaN functionals."
+            "help": "whole-clip functionals need openSMILE to keep every frame of the clip "
+            "(~33 MB per minute of audio); longer audio gets NaN functionals."
         },
     )
     min_pause_sec: float = field(
