@@ -23,9 +23,15 @@ if TYPE_CHECKING:
 
 
 def training_arguments(
-    config: FinetuneConfig, run_dir: Path, seed: int, has_val: bool, cls: Any = None
+    config: FinetuneConfig,
+    run_dir: Path,
+    seed: int,
+    has_val: bool,
+    cls: Any = None,
+    **fixed: Any,
 ) -> Any:
-    """``TrainingArguments`` (or ``cls``, e.g. trl's SFTConfig) from our defaults + overrides."""
+    """``TrainingArguments`` (or ``cls``, e.g. trl's SFTConfig): our defaults, then the config's
+    overrides, then ``fixed`` values the caller needs."""
     import torch
     from transformers import TrainingArguments
 
@@ -33,14 +39,15 @@ def training_arguments(
     if not has_val:
         values.update(eval_strategy="no", load_best_model_at_end=False)
     elif values.get("eval_strategy") != "no":
-        values.setdefault("save_strategy", values["eval_strategy"])
+        if "save_strategy" not in config.training:  # best-model loading needs them aligned
+            values["save_strategy"] = values["eval_strategy"]
         values.setdefault("load_best_model_at_end", True)
         values.setdefault("metric_for_best_model", config.early_stopping_metric)
         values.setdefault("greater_is_better", True)
     if config.method == "qlora":
         values.setdefault("gradient_checkpointing", True)
         values.setdefault("bf16", torch.cuda.is_available())
-    values.update(output_dir=str(run_dir / "checkpoints"), seed=seed)
+    values.update(output_dir=str(run_dir / "checkpoints"), seed=seed, **fixed)
     return (cls or TrainingArguments)(**values)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "finetune",
+        allow_abbrev=False,
         help="fine-tune BERT/LLaMA classifiers on textualized prompts",
         description="Fine-tune encoder (BERT) or decoder (LLaMA) classifiers on prompts from "
         "`cer textualize`, with LoRA or QLoRA, and evaluate them.",
@@ -26,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="finetune_command", metavar="ACTION")
     train = sub.add_parser(
         "train",
+        allow_abbrev=False,
         help="train (or zero-shot score) and evaluate; writes a run folder",
         description="Train and evaluate. Options come from --config YAML and the flags below "
         "(flags win). Any transformers TrainingArguments field may also be set in the YAML.",
@@ -51,12 +54,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    from cer.config import ConfigError
+    from finetune.data import PromptDataError
+    from finetune.models import ModelLoadError
+
+    return (ConfigError, PromptDataError, ModelLoadError, FileNotFoundError)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from finetune.config import resolve_config
     from finetune.runner import run_finetune
 
-    config = resolve_config(args, args.config)
-    outcome = run_finetune(config)
+    try:
+        outcome = run_finetune(resolve_config(args, args.config))
+    except _user_errors() as err:
+        print(f"cer finetune train: error: {err}", file=sys.stderr)
+        return 2
     for run in outcome.runs:
         split = "test" if "test" in run.metrics else "val"
         rows = run.metrics[split]["rows"]
@@ -79,7 +93,11 @@ def run_predict(args: argparse.Namespace) -> int:
     from finetune.predict import predict_prompts
 
     output = args.output or Path(args.run) / f"predict_{Path(args.prompts).stem}.parquet"
-    predictions, metrics = predict_prompts(args.run, args.prompts, output)
+    try:
+        predictions, metrics = predict_prompts(args.run, args.prompts, output)
+    except _user_errors() as err:
+        print(f"cer finetune predict: error: {err}", file=sys.stderr)
+        return 2
     print(f"{len(predictions)} predictions written to {output}")
     if metrics:
         print(json.dumps({k: metrics["rows"][k] for k in ("accuracy", "macro_f1", "weighted_f1")}))

@@ -142,11 +142,17 @@ def train_generative(
         if config.method == "qlora":
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
         has_val = not parts["val"].empty
-        args = training_arguments(config, run_dir, seed, has_val, cls=SFTConfig)
-        if has_val and args.metric_for_best_model != "eval_loss":
-            # Scoring the label set at every evaluation is costly; select on validation loss.
-            args.metric_for_best_model, args.greater_is_better = "eval_loss", False
-        args.max_length = config.max_length
+        # Scoring the label set at every evaluation is costly: select checkpoints on val loss.
+        selection = {"metric_for_best_model": "eval_loss", "greater_is_better": False}
+        args = training_arguments(
+            config,
+            run_dir,
+            seed,
+            has_val,
+            cls=SFTConfig,
+            max_length=config.max_length,
+            **(selection if has_val else {}),
+        )
         trainer = SFTTrainer(
             model=model,
             args=args,

@@ -57,7 +57,13 @@ def model_family(config: FinetuneConfig) -> str:
 def load_tokenizer(config: FinetuneConfig) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(config.model, **_source(config))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(config.model, **_source(config))
+    except OSError as err:
+        raise ModelLoadError(
+            f"cannot load a tokenizer from {config.model!r}: {err}. Pass a local checkpoint "
+            "directory (--model DIR; there is no hub access offline) and, for GGUF, --gguf-file."
+        ) from err
     if tokenizer.pad_token is None:
         # Decoders often ship without a pad token; padding is masked, so EOS is safe to reuse.
         tokenizer.pad_token = tokenizer.eos_token

@@ -71,3 +71,10 @@ def test_help_is_quick_and_lists_training_flags():
             check=True,
         ).stdout
     )
+
+
+def test_cli_reports_bad_input_as_an_error_message(tmp_path, capsys):
+    from cer.cli import main
+
+    assert main(["finetune", "train", "--prompts", str(tmp_path / "none.parquet")]) == 2
+    assert "prompts file not found" in capsys.readouterr().err

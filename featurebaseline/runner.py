@@ -1,0 +1,135 @@
+"""Entry point of ``cer baseline train``/``predict``: features once, then one run per fold x seed.
+
+Run folders, predictions, metrics and the cross-validation summary are those of ``cer finetune``
+(``finetune.runs``, ``finetune.metrics``), so a text model and a fusion model can be compared
+row by row: same ``predictions.parquet`` columns, same ``metrics.json`` levels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cer.config import save_config
+from featurebaseline.config import BaselineConfig
+from featurebaseline.features import FeatureSet, assemble_features
+from finetune.runs import RunResult
+
+
+@dataclass(frozen=True)
+class BaselineOutcome:
+    runs: tuple[RunResult, ...]
+    aggregate: dict[str, Any] | None
+    feature_seconds: float
+
+
+def train_one(config: BaselineConfig, features: FeatureSet, run_dir: Path, seed: int) -> RunResult:
+    """Train, save and evaluate one arm on one split assignment; writes the run folder."""
+    from featurebaseline.train import fit, predict_probabilities, save_model, to_tensors
+    from finetune.data import label_set
+    from finetune.runs import finish_run, library_versions, prediction_frame
+
+    labels = label_set(features.rows, "label")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(replace(config, output_dir=str(run_dir), seeds=(seed,)), run_dir / "config.yaml")
+    _write_json(run_dir / "versions.json", library_versions())
+    _write_json(run_dir / "labels.json", list(labels))
+    model, scaler, summary = fit(config, features, labels, run_dir, seed)
+    save_model(model, scaler, labels, run_dir)
+    device = summary["device"]
+    probabilities = predict_probabilities(model, to_tensors(scaler.apply(features), device))
+    run_id = f"{run_dir.name}-{config.arm}-{config.modalities}-seed{seed}"
+    predictions = prediction_frame(
+        features.rows, probabilities, labels, run_id=run_id, label_column="label"
+    )
+    summary = {
+        "run_id": run_id,
+        "seed": seed,
+        "arm": config.arm,
+        "modalities": config.modalities,
+        "temporal": config.temporal,
+        "model_family": "feature-fusion",
+        "feature_dims": features.dims(),
+        **summary,
+    }
+    return finish_run(run_dir, predictions, labels, summary)
+
+
+def fold_features(features: FeatureSet, splits, protocol: str | None, fold: int) -> FeatureSet:
+    """The rows of one fold of a splits table, with their role as ``split``."""
+    from finetune.data import apply_splits
+
+    rows = features.rows.assign(_row=np.arange(len(features)))
+    chosen = apply_splits(rows, splits, protocol=protocol, fold=fold)
+    subset = features.take(chosen["_row"].to_numpy())
+    return FeatureSet(
+        subset.rows.assign(split=chosen["split"].to_numpy()), subset.modalities, subset.step_seconds
+    )
+
+
+def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> BaselineOutcome:
+    """Assemble features (unless given) and train every configured fold x seed."""
+    import pandas as pd
+
+    from finetune.metrics import aggregate_runs
+
+    started = time.perf_counter()
+    features = features if features is not None else assemble_features(config)
+    feature_seconds = time.perf_counter() - started
+    output = Path(config.output_dir)
+    jobs: list[tuple[Path, FeatureSet, int, int | None]] = []
+    if config.splits:
+        splits = pd.read_parquet(config.splits)
+        folds = config.folds or tuple(sorted(int(f) for f in splits["fold"].unique()))
+        for fold in folds:
+            part = fold_features(features, splits, config.protocol, fold)
+            jobs += [(output / f"fold{fold}_seed{s}", part, s, fold) for s in config.seeds]
+    elif len(config.seeds) == 1:
+        jobs.append((output, features, config.seeds[0], None))
+    else:
+        jobs += [(output / f"seed{s}", features, s, None) for s in config.seeds]
+    runs, records = [], []
+    for run_dir, part, seed, fold in jobs:
+        result = train_one(config, part, run_dir, seed)
+        runs.append(result)
+        split = "test" if "test" in result.metrics else "val"
+        records.append(
+            {"fold": fold, "seed": seed, "split": split, "metrics": result.metrics[split]}
+        )
+    aggregate = None
+    if len(runs) > 1:
+        aggregate = {"per_run": records, **aggregate_runs(records)}
+        _write_json(output / "cv_metrics.json", aggregate)
+    return BaselineOutcome(tuple(runs), aggregate, feature_seconds)
+
+
+def predict_source(run_dir: str | Path, source: str, output: str | Path):
+    """Apply a trained run to another source, assembled with the run's own feature settings."""
+    from cer.config import from_mapping, load_yaml
+    from featurebaseline.train import load_model, predict_probabilities, to_tensors
+    from finetune.metrics import evaluate_predictions
+    from finetune.runs import prediction_frame
+
+    run_dir = Path(run_dir)
+    saved = from_mapping(BaselineConfig, load_yaml(run_dir / "config.yaml"), source=str(run_dir))
+    features = assemble_features(replace(saved, source=str(source)))
+    model, scaler, labels = load_model(run_dir, features)
+    probabilities = predict_probabilities(model, to_tensors(scaler.apply(features), "cpu"))
+    rows = features.rows
+    if "split" not in rows or rows["split"].isna().all():
+        rows = rows.assign(split="predict")
+    predictions = prediction_frame(
+        rows, probabilities, labels, run_id=run_dir.name, label_column="label"
+    )
+    predictions.to_parquet(output, index=False)
+    known = predictions["gold"].isin(labels).all()
+    return predictions, (evaluate_predictions(predictions, labels) if known else None)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
