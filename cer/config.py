@@ -94,6 +94,7 @@ def from_mapping(cls: type[T], values: dict[str, Any], *, source: str = "config"
             + ", ".join(sorted(names))
         )
     hints = typing.get_type_hints(cls)
+    fields_by_name = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     coerced = {}
     for key, value in normalised.items():
         tp, optional = _base_type(hints[key])
@@ -108,8 +109,15 @@ def from_mapping(cls: type[T], values: dict[str, Any], *, source: str = "config"
                 coerced[key] = tp(value)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"option {key} in {source} must be {tp.__name__}, got {value!r}") from err
+        elif tp is str and isinstance(value, bool):
+            # YAML 1.1 reads on/off/yes/no as booleans; map them back for on/off choices.
+            coerced[key] = "on" if value else "off"
         else:
             coerced[key] = value
+        choices = fields_by_name[key].metadata.get("choices")
+        if choices and coerced[key] is not None and coerced[key] not in choices:
+            raise ConfigError(f"option {key} in {source} must be one of {', '.join(map(str, choices))}, "
+                              f"got {coerced[key]!r}")
     try:
         return cls(**coerced)
     except (TypeError, ValueError) as err:

@@ -69,3 +69,14 @@ def test_every_shipped_textualize_config_loads_and_names_its_command():
     for path in configs:
         assert path.read_text().startswith("# cer textualize "), path
         from_mapping(TextualizeConfig, load_yaml(path), source=str(path))
+
+
+def test_yaml_on_off_and_choices_are_validated(tmp_path):
+    from cer.config import ConfigError, from_mapping, load_yaml
+    from textualize.config import TextualizeConfig
+
+    (tmp_path / "c.yaml").write_text("face: on\nprosody: off\n")
+    cfg = from_mapping(TextualizeConfig, load_yaml(tmp_path / "c.yaml"))
+    assert (cfg.face, cfg.prosody) == ("on", False)
+    with pytest.raises(ConfigError, match="face_detector .* must be one of"):
+        from_mapping(TextualizeConfig, {"face_detector": "Detector3"})
