@@ -70,6 +70,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/finetune/meld_minilm_lora.yaml")
     parser.add_argument("--work", default="/tmp/cer_meld_finetune")
+    parser.add_argument(
+        "--max-steps", type=int, default=0, help="stop early (CPU budget); 0: the config's epochs"
+    )
     parser.add_argument("--out", default="experiments/results/finetune_meld_minilm_lora.json")
     args = parser.parse_args()
 
@@ -79,8 +82,12 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     meld_prompts().to_parquet(work / "meld_prompts.parquet", index=False)
+    budget = {"max_steps": args.max_steps, "eval_strategy": "no"} if args.max_steps else {}
     config = load_config(
-        args.config, prompts=str(work / "meld_prompts.parquet"), output_dir=str(work / "run")
+        args.config,
+        prompts=str(work / "meld_prompts.parquet"),
+        output_dir=str(work / "run"),
+        **budget,
     )
     started = time.perf_counter()
     run = run_finetune(config).runs[0]
@@ -97,6 +104,8 @@ def main() -> None:
         "train_seconds": run.summary["train_seconds"],
         "wall_seconds": wall,
         "train_examples": run.summary["train_examples"],
+        "max_steps": args.max_steps or None,
+        "optimizer_steps": run.summary["global_step"],
         "train_examples_per_second": run.summary["train_examples_per_second"],
         "best_checkpoint": run.summary["best_checkpoint"],
         "reference_tfidf_logreg_weighted_f1": 0.46,

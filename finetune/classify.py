@@ -44,9 +44,10 @@ def training_arguments(
         values.setdefault("load_best_model_at_end", True)
         values.setdefault("metric_for_best_model", config.early_stopping_metric)
         values.setdefault("greater_is_better", True)
+    # Mixed precision where the GPU supports it; never on CPU (trl's SFTConfig defaults to bf16).
+    values.setdefault("bf16", torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if config.method == "qlora":
         values.setdefault("gradient_checkpointing", True)
-        values.setdefault("bf16", torch.cuda.is_available())
     values.update(output_dir=str(run_dir / "checkpoints"), seed=seed, **fixed)
     return (cls or TrainingArguments)(**values)
 

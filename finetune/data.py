@@ -139,6 +139,7 @@ def tokenize_texts(
 ) -> tuple[list[list[int]], TruncationCount]:
     """Token ids per text, truncated on the configured side; counts what was cut."""
     encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
+    out = list(encoded)
     too_long = [i for i, ids in enumerate(encoded) if len(ids) > max_length]
     if too_long:
         side, tokenizer.truncation_side = tokenizer.truncation_side, truncation_side
@@ -146,11 +147,8 @@ def tokenize_texts(
             cut = tokenizer([texts[i] for i in too_long], truncation=True, max_length=max_length)
         finally:
             tokenizer.truncation_side = side
-        out = list(encoded)
         for i, ids in zip(too_long, cut["input_ids"]):
             out[i] = ids
-    else:
-        out = list(encoded)
     longest = max((len(ids) for ids in encoded), default=0)
     return out, TruncationCount(split, len(texts), len(too_long), longest)
 

@@ -45,6 +45,10 @@ class ModalityUnavailable(RuntimeError):
     """A modality the user explicitly asked for cannot run here; the message says how to fix it."""
 
 
+class NotCached(LookupError):
+    """A stage result is not in the cache and this reader may not compute it."""
+
+
 def _dist_version(name: str) -> str:
     try:
         return metadata.version(name)
@@ -111,7 +115,7 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
         "prosody": {"feature_set": "eGeMAPSv02", "version": _dist_version("opensmile")},
         "transcript": {
             "backend": cfg.whisper_backend, "model": cfg.whisper_model, "language": cfg.language,
-            "vad": cfg.vad, "beam_size": cfg.beam_size,
+            "vad": cfg.vad, "beam_size": cfg.beam_size, "chunk_sec": 300.0,
             "version": _dist_version("faster-whisper" if cfg.whisper_backend == "faster-whisper" else "openai-whisper"),
         },
         "speech_emotion": {"model": cfg.speech_emotion_model, "version": _dist_version("transformers")},
@@ -311,7 +315,9 @@ class _ClipRun:
         if data is not None:
             result = Transcript.from_json(data.decode())
         else:
-            result = self.models.get("transcript").transcribe(audio)
+            from textualize.speech import transcribe_long
+
+            result = transcribe_long(self.models.get("transcript"), audio)
             self.cache.put("transcript", self.key("transcript"), ".json", result.to_json().encode())
         self.timed("transcript", started)
         self.status["transcript"] = ModalityStatus(OK) if result.text.strip() else ModalityStatus(ABSENT, "no speech")
@@ -342,8 +348,12 @@ def extract_clip(clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, models
         status = {m: ModalityStatus(FAILED, reason) for m in ("face", "prosody", "transcript", "speech_emotion")}
         return ClipDescriptors(clip, run.hash, error=reason, status=status, timings=run.timings)
     results: dict[str, object] = {}
+    uncached: list[str] = []
     try:
         results["face"] = run.face(info)
+    except NotCached:
+        uncached.append("face")
+        run.status["face"] = ModalityStatus(FAILED, "not in the cache; run `cer textualize` first")
     except Exception as err:  # noqa: BLE001 - recorded per clip, the run goes on
         run.status["face"] = _failure(err)
     audio_stages = [("prosody", plan.prosody), ("transcript", plan.transcript), ("speech_emotion", plan.speech_emotion)]
@@ -355,17 +365,16 @@ def extract_clip(clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, models
         else:
             try:
                 results[stage] = getattr(run, stage)()
+            except NotCached:
+                uncached.append(stage)
+                run.status[stage] = ModalityStatus(FAILED, "not in the cache; run `cer textualize` first")
             except Exception as err:  # noqa: BLE001 - recorded per clip, the run goes on
                 run.status[stage] = _failure(err)
     return ClipDescriptors(
         clip, run.hash, info, face=results.get("face"), prosody=results.get("prosody"),
         transcript=results.get("transcript"), speech_emotion=results.get("speech_emotion"),
-        status=run.status, timings=run.timings, cached=tuple(run.cached),
+        status=run.status, timings=run.timings, cached=tuple(run.cached), uncached=tuple(uncached),
     )
-
-
-class NotCached(LookupError):
-    """A stage result is not in the cache and this reader may not compute it."""
 
 
 class _CacheOnlyModels(Extractors):

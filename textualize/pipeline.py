@@ -27,7 +27,7 @@ from cer.config import to_mapping
 from textualize.cache import StageCache, atomic_write
 from textualize.config import TextualizeConfig
 from textualize.describe import build_prosody_reference
-from textualize.extract import ExtractionPlan, Extractors, extract_clip, plan_extraction
+from textualize.extract import ExtractionPlan, Extractors, extract_clip, plan_extraction, read_cached
 from textualize.inputs import discover_clips
 from textualize.prompts import PromptRenderer
 from textualize.records import FAILED, Clip
@@ -81,7 +81,23 @@ def _work(clip: Clip, window: float | None, hop: float | None) -> list[UnitFeatu
 
 
 def extract_units(clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan) -> Iterator[list[UnitFeatures]]:
-    """Units of every clip, in completion order; models load once per worker process."""
+    """Units of every clip, in completion order; models load once per worker process.
+
+    Clips whose every stage is already cached are read here, in the main process: a re-run (or
+    a re-render) starts no worker and loads no model.
+    """
+    todo = clips
+    if not cfg.force:
+        cache, todo = StageCache(cfg.cache_dir), []
+        for clip in clips:
+            desc = read_cached(clip, cfg, plan, cache)
+            if desc.uncached:
+                todo.append(clip)
+            else:
+                yield make_units(desc, cfg.window, cfg.hop)
+    if not todo:
+        return
+    clips = todo
     workers = min(cfg.worker_count, len(clips)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
     if workers == 1:

@@ -231,6 +231,7 @@ class ClipDescriptors:
     error: str = ""  # a whole-clip failure (unreadable file, ...); empty when the clip was read
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, this run
     cached: tuple[str, ...] = ()  # stages that were read from the cache in this run
+    uncached: tuple[str, ...] = ()  # stages a cache-only read could not find
 
     def status_of(self, modality: str) -> ModalityStatus:
         return self.status.get(modality, ModalityStatus(DISABLED, "not requested"))

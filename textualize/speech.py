@@ -531,3 +531,39 @@ def check_transcriber(config: SpeechConfig) -> None:
     import whisper
 
     _openai_whisper_checkpoint(config, whisper)
+
+
+CHUNK_SEC = 300.0  # long audio is transcribed in pieces of about this length (bounded memory)
+CUT_SEARCH_SEC = 10.0  # each cut goes at the quietest 100 ms within this distance of its target
+
+
+def quiet_cuts(audio: np.ndarray, chunk_sec: float = CHUNK_SEC, sample_rate: int = SAMPLE_RATE) -> list[int]:
+    """Sample indices splitting ``audio`` into ~chunk_sec pieces, each cut in the quietest nearby spot."""
+    hop = sample_rate // 10
+    cuts = [0]
+    target = chunk_sec * sample_rate
+    while target < len(audio) - CUT_SEARCH_SEC * sample_rate:
+        lo = int(max(cuts[-1] + hop, target - CUT_SEARCH_SEC * sample_rate))
+        hi = int(min(len(audio) - hop, target + CUT_SEARCH_SEC * sample_rate))
+        frames = audio[lo: lo + (hi - lo) // hop * hop].reshape(-1, hop)
+        cuts.append(lo + int(np.argmin((frames**2).mean(axis=1))) * hop)
+        target = cuts[-1] + chunk_sec * sample_rate
+    return cuts + [len(audio)]
+
+
+def transcribe_long(transcriber: Transcriber, audio: np.ndarray, chunk_sec: float = CHUNK_SEC) -> Transcript:
+    """Transcribe audio of any length with memory bounded by one chunk; timestamps stay absolute."""
+    cuts = quiet_cuts(audio, chunk_sec)
+    if len(cuts) == 2:
+        return transcriber.transcribe(audio)
+    segments: list[Segment] = []
+    texts, language, backend = [], None, ""
+    for begin, end in zip(cuts[:-1], cuts[1:]):
+        part = transcriber.transcribe(audio[begin:end])
+        offset = begin / SAMPLE_RATE
+        language, backend = language or part.language, part.backend
+        texts.append(part.text.strip())
+        for seg in part.segments:
+            words = tuple(Word(w.start + offset, w.end + offset, w.word, w.probability) for w in seg.words)
+            segments.append(Segment(seg.start + offset, seg.end + offset, seg.text, words, seg.no_speech_prob))
+    return Transcript(" ".join(t for t in texts if t), language, tuple(segments), backend)
