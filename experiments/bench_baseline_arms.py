@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,8 @@ def synthetic_features(examples: int, steps: int = 64, seed: int = 0):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--out", default="experiments/results/baseline_arms_epoch_time.json")
     args = parser.parse_args()
 
@@ -77,7 +78,17 @@ def main() -> None:
     from featurebaseline.runner import run_baseline
 
     features = synthetic_features(args.examples)
-    results = []
+    report = {
+        "examples": args.examples,
+        "epochs_timed": args.epochs,
+        "grid_steps": 64,
+        "batch_size": args.batch_size,
+        "hidden": 64,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg()[0],
+        "note": "epoch time includes one validation pass; random values, timing only",
+        "arms": [],
+    }
     with tempfile.TemporaryDirectory() as work:
         for arm, modalities, temporal in ARMS:
             names = [MODALITY_NAMES[k] for k in "VAT" if k in modalities]
@@ -91,10 +102,9 @@ def main() -> None:
                 epochs=args.epochs,
                 patience=0,
                 resume=False,
-                batch_size=64,
+                batch_size=args.batch_size,
+                leader="V" if "V" in modalities else modalities,
             )
-            if arm == "leader":
-                config = replace(config, leader="V")
             run = run_baseline(config, subset).runs[0]
             entry = {
                 "arm": arm,
@@ -103,21 +113,12 @@ def main() -> None:
                 "seconds_per_epoch": run.summary["seconds_per_epoch"],
                 "parameters": run.summary["parameters"],
                 "train_examples": run.summary["train_examples"],
+                "device": run.summary["device"],
             }
-            results.append(entry)
-            print(json.dumps(entry))
-    report = {
-        "examples": args.examples,
-        "epochs_timed": args.epochs,
-        "grid_steps": 64,
-        "batch_size": 64,
-        "hidden": 64,
-        "device": run.summary["device"],
-        "torch_threads": torch.get_num_threads(),
-        "note": "epoch time includes one validation pass; random values, timing only",
-        "arms": results,
-    }
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            report["arms"].append(entry)
+            print(json.dumps(entry), flush=True)
+            # written after every arm, so an interrupted benchmark still leaves its numbers
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import importlib.metadata
 import importlib.util
 import os
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -341,7 +342,8 @@ def _to_transcript(
     raw: list[RawSegment], language: str | None, duration: float, backend: Transcriber
 ) -> Transcript:
     """Backend segments -> ``Transcript``: hallucinations and empty segments dropped, times
-    clamped to the audio, words stripped of the leading space Whisper gives them."""
+    clamped to the audio and segments spanning their words, words stripped of the leading
+    space Whisper gives them."""
     limit = backend.config.max_no_speech_prob  # type: ignore[attr-defined]
 
     def clamp(t: float) -> float:
@@ -356,10 +358,13 @@ def _to_transcript(
             for ws, we, w, p in words
             if w.strip()
         )
+        # openai-whisper can end a segment's last word after the segment: keep words inside.
+        start = min([clamp(start), *(w.start for w in kept)])
+        end = max([clamp(end), *(w.end for w in kept)])
         segments.append(
             Segment(
-                start=clamp(start),
-                end=clamp(end),
+                start=start,
+                end=end,
                 text=text.strip(),
                 words=kept,
                 no_speech_prob=None if no_speech is None else float(no_speech),
@@ -523,11 +528,15 @@ def check_transcriber(config: SpeechConfig) -> None:
     """
     if config.backend == "faster-whisper":
         if importlib.util.find_spec("faster_whisper") is None:
-            raise TranscriberUnavailable("faster-whisper is not installed: pip install faster-whisper")
+            raise TranscriberUnavailable(
+                "faster-whisper is not installed: pip install faster-whisper"
+            )
         _faster_whisper_model_dir(config)
         return
     if importlib.util.find_spec("whisper") is None:
-        raise TranscriberUnavailable("openai-whisper is not installed: pip install 'cer-textualize[whisper]'")
+        raise TranscriberUnavailable(
+            "openai-whisper is not installed: pip install 'cer-textualize[whisper]'"
+        )
     import whisper
 
     _openai_whisper_checkpoint(config, whisper)
@@ -537,7 +546,9 @@ CHUNK_SEC = 300.0  # long audio is transcribed in pieces of about this length (b
 CUT_SEARCH_SEC = 10.0  # each cut goes at the quietest 100 ms within this distance of its target
 
 
-def quiet_cuts(audio: np.ndarray, chunk_sec: float = CHUNK_SEC, sample_rate: int = SAMPLE_RATE) -> list[int]:
+def quiet_cuts(
+    audio: np.ndarray, chunk_sec: float = CHUNK_SEC, sample_rate: int = SAMPLE_RATE
+) -> list[int]:
     """Sample indices splitting ``audio`` into ~chunk_sec pieces, each cut in the quietest nearby spot."""
     hop = sample_rate // 10
     cuts = [0]
@@ -545,25 +556,31 @@ def quiet_cuts(audio: np.ndarray, chunk_sec: float = CHUNK_SEC, sample_rate: int
     while target < len(audio) - CUT_SEARCH_SEC * sample_rate:
         lo = int(max(cuts[-1] + hop, target - CUT_SEARCH_SEC * sample_rate))
         hi = int(min(len(audio) - hop, target + CUT_SEARCH_SEC * sample_rate))
-        frames = audio[lo: lo + (hi - lo) // hop * hop].reshape(-1, hop)
+        frames = audio[lo : lo + (hi - lo) // hop * hop].reshape(-1, hop)
         cuts.append(lo + int(np.argmin((frames**2).mean(axis=1))) * hop)
         target = cuts[-1] + chunk_sec * sample_rate
     return cuts + [len(audio)]
 
 
-def transcribe_long(transcriber: Transcriber, audio: np.ndarray, chunk_sec: float = CHUNK_SEC) -> Transcript:
+def transcribe_long(
+    transcriber: Transcriber, audio: np.ndarray, chunk_sec: float = CHUNK_SEC
+) -> Transcript:
     """Transcribe audio of any length with memory bounded by one chunk; timestamps stay absolute."""
     cuts = quiet_cuts(audio, chunk_sec)
     if len(cuts) == 2:
         return transcriber.transcribe(audio)
     segments: list[Segment] = []
     texts, language, backend = [], None, ""
-    for begin, end in zip(cuts[:-1], cuts[1:]):
+    for begin, end in pairwise(cuts):
         part = transcriber.transcribe(audio[begin:end])
         offset = begin / SAMPLE_RATE
         language, backend = language or part.language, part.backend
         texts.append(part.text.strip())
         for seg in part.segments:
-            words = tuple(Word(w.start + offset, w.end + offset, w.word, w.probability) for w in seg.words)
-            segments.append(Segment(seg.start + offset, seg.end + offset, seg.text, words, seg.no_speech_prob))
+            words = tuple(
+                Word(w.start + offset, w.end + offset, w.word, w.probability) for w in seg.words
+            )
+            segments.append(
+                Segment(seg.start + offset, seg.end + offset, seg.text, words, seg.no_speech_prob)
+            )
     return Transcript(" ".join(t for t in texts if t), language, tuple(segments), backend)
