@@ -56,6 +56,15 @@ def _dist_version(name: str) -> str:
         return "absent"
 
 
+def _model_identity(model: str | None) -> str | None:
+    """A local model's name plus a fingerprint of its files, so replaced weights invalidate the cache."""
+    if model and Path(model).expanduser().exists():
+        from textualize.speech import model_fingerprint
+
+        return f"{Path(model).name}@{model_fingerprint(str(Path(model).expanduser()))}"
+    return model
+
+
 def face_config(cfg: TextualizeConfig):
     from textualize.faces import FaceConfig
 
@@ -114,11 +123,11 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
                  "version": _dist_version("py-feat")},
         "prosody": {"feature_set": "eGeMAPSv02", "version": _dist_version("opensmile")},
         "transcript": {
-            "backend": cfg.whisper_backend, "model": cfg.whisper_model, "language": cfg.language,
+            "backend": cfg.whisper_backend, "model": _model_identity(cfg.whisper_model), "language": cfg.language,
             "vad": cfg.vad, "beam_size": cfg.beam_size, "chunk_sec": 300.0,
             "version": _dist_version("faster-whisper" if cfg.whisper_backend == "faster-whisper" else "openai-whisper"),
         },
-        "speech_emotion": {"model": cfg.speech_emotion_model, "version": _dist_version("transformers")},
+        "speech_emotion": {"model": _model_identity(cfg.speech_emotion_model), "version": _dist_version("transformers")},
     }
     return ExtractionPlan(face, face_status, cfg.prosody, cfg.transcript, bool(cfg.speech_emotion_model), keys)
 

@@ -96,7 +96,8 @@ class SpeechEmotionModel:
             self.model, info = AutoModelForAudioClassification.from_pretrained(
                 name, local_files_only=offline, output_loading_info=True
             )
-            head = sorted(info.get("missing_keys", ()))
+            encoder = self.model.base_model_prefix + "."
+            head = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(encoder))
             if head:
                 raise SpeechEmotionUnavailable(
                     f"{name} has no trained audio-classification head for "
