@@ -30,7 +30,7 @@ def test_flat_yaml_splits_our_options_from_training_arguments(tmp_path):
 def test_unknown_key_is_an_error_that_names_it(tmp_path):
     with pytest.raises(ConfigError, match="learning_rat"):
         config_from_mapping({"learning_rat": 1e-4})
-    with pytest.raises(ConfigError, match="method must be one of"):
+    with pytest.raises(ConfigError, match="method.*must be one of full, lora, qlora"):
         config_from_mapping({"method": "qlora4"})
 
 
