@@ -279,3 +279,13 @@ def test_without_py_feat_the_message_names_the_extra(monkeypatch):
         check_face_backend(FaceConfig())
     with pytest.raises(FaceModelUnavailable, match="Detectorv2, Detectorv1, MPDetector"):
         check_face_backend(FaceConfig(detector="Detector3"))
+
+
+def test_building_the_detector_leaves_autograd_on(monkeypatch, tmp_path):
+    """py-feat turns autograd off process-wide when it builds RetinaFace; we restore it."""
+    import torch
+
+    monkeypatch.setattr(faces, "check_face_backend", lambda config: None)
+    monkeypatch.setattr(faces, "_build_detector", lambda name, device: torch.set_grad_enabled(False))
+    faces.FaceExtractor(faces.FaceConfig())
+    assert torch.is_grad_enabled()

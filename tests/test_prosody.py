@@ -214,7 +214,7 @@ def test_bad_input_and_config_raise_specific_errors(extractor):
 
 MEMORY_PROBE = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     import numpy as np, psutil
     from textualize.prosody import ProsodyConfig, ProsodyExtractor, summarize_prosody
 
@@ -228,7 +228,9 @@ MEMORY_PROBE = textwrap.dedent(
     started = time.perf_counter()
     track = extractor.extract(audio, 16000)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM is this process image's own peak; ru_maxrss would carry over pytest's RSS across exec.
+    status = open("/proc/self/status").read().split("VmHWM:")[1]
+    peak = int(status.split()[0]) * 1024
     middle = summarize_prosody(track.lld, 900.0, 960.0)
     print(json.dumps({
         "growth_mb": (peak - before) / 2**20, "audio_mb": audio.nbytes / 2**20,

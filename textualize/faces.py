@@ -180,12 +180,19 @@ class FaceExtractor:
         self.config = config
         self.detector = detector_class_name(config.detector)
         self._device = _resolve_device(config.device)
+        import torch
+
+        grad_enabled = torch.is_grad_enabled()
         try:
             self._detector = _build_detector(self.detector, self._device)
         except (OSError, ValueError, RuntimeError) as err:
             raise FaceModelUnavailable(
                 f"py-feat could not build {self.detector} on {self._device}: {err}"
             ) from err
+        finally:
+            # py-feat's RetinaFace constructor calls torch.set_grad_enabled(False) for the whole
+            # process, which silently breaks any training done later in the same process.
+            torch.set_grad_enabled(grad_enabled)
         face_model = getattr(self._detector, "face_detector", None) or getattr(
             self._detector, "facepose_detector", None
         )
