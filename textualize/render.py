@@ -8,8 +8,6 @@ columns). A neutral face is never written as "no face", nor the other way round.
 
 from __future__ import annotations
 
-import math
-
 from textualize.describe import (
     ProsodyReference,
     describe_action_units,
@@ -133,7 +131,3 @@ def unit_row(unit: UnitFeatures, renderer: PromptRenderer, reference: ProsodyRef
 
 def is_gap(status: str) -> bool:
     return status not in (OK, "disabled")
-
-
-def clean(value):
-    return None if isinstance(value, float) and math.isnan(value) else value
