@@ -16,7 +16,15 @@ from textualize.describe import (
     describe_visual_emotions,
 )
 from textualize.prompts import ModalityText, PromptRenderer
-from textualize.records import ABSENT, AU_COLUMNS, EMOTION_COLUMNS, MODALITIES, NO_STREAM, OK, finite_or_none
+from textualize.records import (
+    ABSENT,
+    AU_COLUMNS,
+    EMOTION_COLUMNS,
+    MODALITIES,
+    NO_STREAM,
+    OK,
+    finite_or_none,
+)
 from textualize.units import UnitFeatures
 
 MISSING_WORDS = {
