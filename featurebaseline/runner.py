@@ -18,7 +18,7 @@ import numpy as np
 from cer.config import save_config
 from featurebaseline.config import BaselineConfig
 from featurebaseline.features import FeatureSet, assemble_features
-from finetune.runs import RunResult
+from finetune.runs import RunResult, train_jobs
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,6 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
     """Assemble features (unless given) and train every configured fold x seed."""
     import pandas as pd
 
-    from finetune.metrics import aggregate_runs
-
     started = time.perf_counter()
     features = features if features is not None else assemble_features(config)
     feature_seconds = time.perf_counter() - started
@@ -93,18 +91,9 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
         jobs.append((output, features, config.seeds[0], None))
     else:
         jobs += [(output / f"seed{s}", features, s, None) for s in config.seeds]
-    runs, records = [], []
-    for run_dir, part, seed, fold in jobs:
-        result = train_one(config, part, run_dir, seed)
-        runs.append(result)
-        split = "test" if "test" in result.metrics else "val"
-        records.append(
-            {"fold": fold, "seed": seed, "split": split, "metrics": result.metrics[split]}
-        )
-    aggregate = None
-    if len(runs) > 1:
-        aggregate = {"per_run": records, **aggregate_runs(records)}
-        _write_json(output / "cv_metrics.json", aggregate)
+    runs, aggregate = train_jobs(
+        jobs, lambda run_dir, data, seed: train_one(config, data, run_dir, seed), output
+    )
     return BaselineOutcome(tuple(runs), aggregate, feature_seconds)
 
 

@@ -7,7 +7,6 @@ selected fold of the protocol is a run (``OUTPUT/fold<F>_seed<S>/``) and
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,7 @@ from finetune.data import (
     label_set,
     read_prompts,
 )
-from finetune.metrics import aggregate_runs
-from finetune.runs import RunResult
+from finetune.runs import RunResult, train_jobs
 
 
 @dataclass(frozen=True)
@@ -71,16 +69,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneOutcome:
     else:
         jobs.extend((output / f"seed{seed}", frame, seed, None) for seed in config.seeds)
 
-    runs, records = [], []
-    for run_dir, run_frame, seed, fold in jobs:
-        result = run_one(config, run_frame, run_dir, seed)
-        runs.append(result)
-        split = "test" if "test" in result.metrics else "val"
-        records.append(
-            {"fold": fold, "seed": seed, "split": split, "metrics": result.metrics[split]}
-        )
-    aggregate = None
-    if len(runs) > 1:
-        aggregate = {"per_run": records, **aggregate_runs(records)}
-        (output / "cv_metrics.json").write_text(json.dumps(aggregate, indent=2) + "\n")
+    runs, aggregate = train_jobs(
+        jobs, lambda run_dir, data, seed: run_one(config, data, run_dir, seed), output
+    )
     return FinetuneOutcome(tuple(runs), aggregate)

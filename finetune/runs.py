@@ -118,3 +118,26 @@ def read_run(run_dir: str | Path) -> tuple[FinetuneConfig, tuple[str, ...]]:
 
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def train_jobs(jobs, train, output: Path) -> tuple[list[RunResult], dict | None]:
+    """Run ``train(run_dir, data, seed)`` for each (run_dir, data, seed, fold) job.
+
+    Shared by ``cer finetune`` and ``cer baseline`` so both write the same ``cv_metrics.json``
+    (mean and standard deviation over folds and seeds) when there is more than one run.
+    """
+    from finetune.metrics import aggregate_runs
+
+    runs, records = [], []
+    for run_dir, data, seed, fold in jobs:
+        result = train(run_dir, data, seed)
+        runs.append(result)
+        split = "test" if "test" in result.metrics else "val"
+        records.append(
+            {"fold": fold, "seed": seed, "split": split, "metrics": result.metrics[split]}
+        )
+    aggregate = None
+    if len(runs) > 1:
+        aggregate = {"per_run": records, **aggregate_runs(records)}
+        _write_json(output / "cv_metrics.json", aggregate)
+    return runs, aggregate
