@@ -16,7 +16,7 @@ SUBCOMMANDS = (
     ("textualize", "textualize.cli"),
     ("finetune", "finetune.cli"),
     ("baseline", "featurebaseline.cli"),
-    ("experiment", "experiments_cli"),
+    ("experiment", "experiments.cli"),
 )
 
 
