@@ -1,0 +1,141 @@
+"""``cer experiment``: run a whole study from one YAML file, rebuild its report, list shipped studies.
+
+cer experiment run experiments/studies/synthetic.yaml
+cer experiment run experiments/studies/meld.yaml --arms bert_T,fusion_early
+cer experiment report runs/studies/synthetic --notebook
+cer experiment list
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+STUDIES_DIR = Path(__file__).resolve().parent / "studies"
+
+_RUN_EPILOG = """examples:
+  cer experiment run experiments/studies/synthetic.yaml        # laptop CPU, a few minutes
+  cer experiment run experiments/studies/meld.yaml --arms bert_T,zeroshot_floor
+  cer experiment run my_study.yaml --output-dir runs/studies/try2 --force
+
+A second run skips every stage whose inputs did not change (prepared data, prompt variants,
+finished arms, report), so an interrupted study resumes and a new arm costs only its training.
+Relative paths in the YAML are resolved against the current directory.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "experiment",
+        help="run a study (data -> prompts -> models -> report) from one YAML file",
+        description="A study names a dataset and protocol, textualization settings, the arms to "
+        "compare (fine-tuned text models, feature-fusion baselines, a zero-shot floor) and the "
+        "seeds; `run` does every stage and writes a comparative report.",
+    )
+    sub = parser.add_subparsers(dest="experiment_command", metavar="ACTION")
+    run = sub.add_parser(
+        "run",
+        help="run or resume a study",
+        description="Prepare the data, textualize each prompt variant once (one shared "
+        "extraction cache), train every arm, then write statistics and the report.",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("study", metavar="STUDY.yaml", help="study file (see `cer experiment list`)")
+    run.add_argument("--arms", metavar="A,B", help="train only these arms (comma-separated)")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="redo every stage and arm (the per-clip extraction cache is still reused)",
+    )
+    run.add_argument("--output-dir", metavar="DIR", help="study folder (overrides output_dir)")
+    run.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    run.set_defaults(func=run_command)
+
+    report = sub.add_parser(
+        "report",
+        help="rebuild the statistics and report of a study folder",
+        description="Recompute STUDY/results and write STUDY/report/report.md with figures; "
+        "--notebook also executes the analysis notebook into report.html.",
+        epilog="example:\n  cer experiment report runs/studies/synthetic --notebook",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("study_dir", metavar="STUDY_DIR", help="folder written by `run`")
+    report.add_argument("--notebook", action="store_true", help="also run the notebook (HTML)")
+    report.set_defaults(func=report_command)
+
+    listing = sub.add_parser(
+        "list",
+        help="list the shipped studies",
+        description=f"Studies shipped in {STUDIES_DIR}, with their first comment line.",
+    )
+    listing.set_defaults(func=list_command)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _configure_logging(quiet: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from cer.config import ConfigError
+    from data_cards.errors import DataCardError
+    from experiments.runner import StudyError, run_study
+    from experiments.study import load_study
+
+    _configure_logging(args.quiet)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
+    try:
+        study = load_study(args.study, output_dir=args.output_dir)
+        outcome = run_study(study, only_arms=arms, force=args.force)
+    except (ConfigError, StudyError, DataCardError) as err:
+        print(f"cer experiment run: error: {err}", file=sys.stderr)
+        return 2
+    for name, result in outcome.arms.items():
+        note = " (unchanged, skipped)" if result.skipped else f" in {result.seconds:.0f} s"
+        print(f"arm {name}: {result.status}{note if result.status == 'done' else ''}")
+    if outcome.report:
+        print(f"report: {outcome.report}")
+    print(f"study folder: {outcome.study_dir} (status in status.json)")
+    return 1 if outcome.failed else 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    study_dir = Path(args.study_dir)
+    if not (study_dir / "status.json").is_file():
+        print(
+            f"cer experiment report: error: {study_dir} is not a study folder (no status.json); "
+            "run `cer experiment run STUDY.yaml` first",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        from experiments.report import write_report
+    except ImportError as err:
+        print(
+            f"cer experiment report: error: the report module is not available: {err}",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"report: {write_report(study_dir)}")  # also rewrites STUDY/results
+    if args.notebook:
+        from experiments.notebook import run_notebook
+
+        print(f"notebook: {run_notebook(study_dir)}")
+    return 0
+
+
+def list_command(args: argparse.Namespace) -> int:
+    for path in sorted(STUDIES_DIR.glob("*.yaml")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        about = next((ln.lstrip("# ").strip() for ln in lines[1:] if ln.startswith("#")), "")
+        print(f"{path.stem:<24} {about}")
+        print(f"{'':<24} {lines[0].lstrip('# ').strip()}")
+    return 0

@@ -1,0 +1,123 @@
+"""The shipped synthetic study end to end through `cer experiment run`: video -> prompts -> models.
+
+Only the voice carries the label, so the arms that hear it beat chance and the arms that read only
+the words cannot. A second run skips everything; a lost run folder or a new arm costs only itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from cer.cli import main
+from experiments.cli import STUDIES_DIR
+
+pytestmark = pytest.mark.slow
+
+SYNTHETIC = STUDIES_DIR / "synthetic.yaml"
+HEARS_THE_VOICE = ("text_TA", "fusion_early_TA", "fusion_unimodal_A")
+READS_THE_WORDS = ("text_T", "fusion_unimodal_T")
+HAS_REPORT = importlib.util.find_spec("experiments.report") is not None
+
+
+def accuracy_of(study, arm: str) -> float:
+    return json.loads((study / "arms" / arm / "fold0_seed0" / "metrics.json").read_text())["test"][
+        "rows"
+    ]["accuracy"]
+
+
+def status(study) -> dict:
+    return json.loads((study / "status.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study") / "synthetic"
+    started = time.perf_counter()
+    assert main(["experiment", "run", str(SYNTHETIC), "--output-dir", str(folder)]) == 0
+    print(f"synthetic study: {time.perf_counter() - started:.0f} s")
+    return folder
+
+
+def test_the_study_folder_holds_data_prompts_arms_and_report(study):
+    manifest = pd.read_parquet(study / "data" / "manifest.parquet")
+    assert len(manifest) == 32 and manifest["path"].str.endswith(".mp4").all()
+    prompts = pd.read_parquet(study / "prompts" / "paper-TA" / "prompts.parquet")
+    assert prompts["prompt"].str.contains("Prosody characteristics:").all()
+    # the extraction ran once into the shared cache; the face is recorded unavailable
+    assert {p.name for p in (study / "prompts").iterdir()} == {"paper-T", "paper-TA", "paper-TVA"}
+    tva = pd.read_parquet(study / "prompts" / "paper-TVA" / "prompts.parquet")
+    assert tva["prompt"].str.contains("Visual: not available").all()
+
+    info = json.loads((study / "arms" / "text_TA" / "arm.json").read_text())
+    assert info["kind"] == "finetune" and info["family"] == "bert" and info["modalities"] == "TA"
+    fusion = json.loads((study / "arms" / "fusion_unimodal_A" / "arm.json").read_text())
+    assert (fusion["model"], fusion["family"]) == ("feature-fusion:unimodal", "fusion")
+    predictions = pd.read_parquet(study / "arms" / "text_T" / "fold0_seed0" / "predictions.parquet")
+    assert {"clip_id", "gold", "predicted", "prob_bright", "prob_dark"} <= set(predictions.columns)
+    assert set(predictions.loc[predictions["split"] == "test", "clip_id"].str[:2]) == {"s6", "s7"}
+
+    book = status(study)
+    assert all(entry["status"] == "done" for entry in book["arms"].values())
+    assert set(book["arms"]) == set(HEARS_THE_VOICE + READS_THE_WORDS)
+    if HAS_REPORT:
+        report = (study / "report" / "report.md").read_text()
+        assert all(arm in report for arm in HEARS_THE_VOICE + READS_THE_WORDS)
+        arms = json.loads((study / "results" / "arms.json").read_text())["arms"]
+        assert {a["info"]["name"] for a in arms} == set(book["arms"])
+
+
+def test_arms_that_hear_the_voice_beat_chance_and_word_arms_do_not(study):
+    for arm in HEARS_THE_VOICE:
+        assert accuracy_of(study, arm) >= 0.75, arm
+    for arm in READS_THE_WORDS:
+        # both voices of a sentence give the same input, so exactly one of each pair is right
+        assert accuracy_of(study, arm) == pytest.approx(0.5), arm
+
+
+def test_a_second_run_skips_every_finished_stage(study, capsys):
+    started = time.perf_counter()
+    assert main(["experiment", "run", str(SYNTHETIC), "--output-dir", str(study), "-q"]) == 0
+    assert time.perf_counter() - started < 30
+    book = status(study)
+    assert all(entry["skipped"] for entry in book["arms"].values())
+    assert all(entry["skipped"] for entry in book["stages"].values())
+    assert "unchanged, skipped" in capsys.readouterr().out
+
+
+def test_a_lost_run_and_a_new_failing_arm_cost_only_themselves(study, tmp_path, capsys):
+    lost = study / "arms" / "fusion_unimodal_A" / "fold0_seed0"
+    for item in lost.iterdir():
+        if item.is_file():
+            item.unlink()
+    kept = study / "arms" / "text_TA" / "fold0_seed0" / "predictions.parquet"
+    kept_mtime = kept.stat().st_mtime
+    # a new arm that cannot work here: no clip has a face without py-feat weights
+    values = yaml.safe_load(SYNTHETIC.read_text())
+    values["arms"].append(
+        {
+            "name": "face_only",
+            "kind": "baseline",
+            "modalities": "V",
+            "config": {"arm": "unimodal", "epochs": 2},
+        }
+    )
+    changed = tmp_path / "with_face_arm.yaml"
+    changed.write_text(yaml.safe_dump(values))
+
+    assert main(["experiment", "run", str(changed), "--output-dir", str(study), "-q"]) == 1
+
+    book = status(study)
+    assert book["arms"]["face_only"]["status"].startswith("failed: FeatureError")
+    assert "visual" in (study / "arms" / "face_only" / "error.log").read_text()
+    assert book["arms"]["fusion_unimodal_A"]["skipped"] is False  # retrained: its run was lost
+    assert (lost / "metrics.json").is_file() and accuracy_of(study, "fusion_unimodal_A") >= 0.75
+    others = set(HEARS_THE_VOICE + READS_THE_WORDS) - {"fusion_unimodal_A"}
+    assert all(book["arms"][arm]["skipped"] for arm in others)
+    assert kept.stat().st_mtime == kept_mtime
+    assert "arm face_only: failed: FeatureError" in capsys.readouterr().out
