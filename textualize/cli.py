@@ -12,6 +12,7 @@ examples:
   cer textualize manifest.parquet runs/meld --template instruction --modalities TA
   cer textualize videos/ runs/win --window 2 --hop 1      # one prompt per 2-s window, cache only
   cer textualize videos/ runs/offline --whisper-model /models/whisper-small-ct2 --face off
+  cer textualize manifest.parquet runs/big --engine ray --ray-address auto   # on a Ray cluster
 
 outputs: prompts.parquet and prompts.jsonl (one row per clip or window), failures.jsonl (every
 missing or failed modality with its reason), run.json (configuration, versions, timings).
@@ -32,9 +33,13 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("source", help="Folder of media files, a manifest (.parquet/.csv/.jsonl), or one file")
+    parser.add_argument(
+        "source", help="Folder of media files, a manifest (.parquet/.csv/.jsonl), or one file"
+    )
     parser.add_argument("output", help="Output folder for prompts.parquet, prompts.jsonl, run.json")
-    parser.add_argument("--config", metavar="YAML", help="YAML file of options; command-line flags override it")
+    parser.add_argument(
+        "--config", metavar="YAML", help="YAML file of options; command-line flags override it"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="Log what each stage does")
     add_options(parser, TextualizeConfig)
     parser.set_defaults(func=run)
@@ -48,19 +53,22 @@ def run(args: argparse.Namespace) -> int:
     from cer.config import ConfigError, resolve
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     from textualize.config import TextualizeConfig
     from textualize.extract import ModalityUnavailable
     from textualize.inputs import InputError
     from textualize.pipeline import format_summary, textualize
     from textualize.prompts import TemplateError
+    from textualize.ray_engine import RayEngineUnavailable
 
     try:
         cfg = resolve(TextualizeConfig, args, config_file=args.config)
     except (ConfigError, ValueError) as err:
         print(f"cer textualize: {err}", file=sys.stderr)
         return 2
-    setup_errors = [ModalityUnavailable, InputError, TemplateError]
+    setup_errors = [ModalityUnavailable, InputError, TemplateError, RayEngineUnavailable]
     try:
         from textualize.speech import TranscriberUnavailable
 

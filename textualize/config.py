@@ -2,7 +2,8 @@
 
 Every field is a ``cer textualize`` flag and a key of ``--config FILE.yaml``. Extraction fields
 (the first groups) decide what is computed and cached; rendering fields (template, modalities,
-windows, reference, transcript source) only change how cached results are put into words.
+windows, reference, transcript source) only change how cached results are put into words; run
+fields (workers, engine, Ray address, ...) only change where and how fast the same work is done.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_DEFAULT_CACHE = os.environ.get("CER_CACHE_DIR") or str(Path.home() / ".cache" / "cer" / "textualize")
+_DEFAULT_CACHE = os.environ.get("CER_CACHE_DIR") or str(
+    Path.home() / ".cache" / "cer" / "textualize"
+)
 
 
 #: Same as textualize.faces.DETECTORS (kept here so `--help` does not import pandas).
@@ -25,59 +28,145 @@ def _help(text: str, **extra) -> dict:
 @dataclass(frozen=True)
 class TextualizeConfig:
     # --- where
-    cache_dir: str = field(default=_DEFAULT_CACHE, metadata=_help(
-        "Folder of the per-clip, per-stage cache (shared between runs; env CER_CACHE_DIR sets the default)"))
-    labels: str | None = field(default=None, metadata=_help(
-        "CSV with clip_id (or file) and label/split/speaker/gold_text/start/end columns, for folder input"))
+    cache_dir: str = field(
+        default=_DEFAULT_CACHE,
+        metadata=_help(
+            "Folder of the per-clip, per-stage cache (shared between runs; env CER_CACHE_DIR sets the default)"
+        ),
+    )
+    labels: str | None = field(
+        default=None,
+        metadata=_help(
+            "CSV with clip_id (or file) and label/split/speaker/gold_text/start/end columns, for folder input"
+        ),
+    )
     # --- media
     fps: float = field(default=5.0, metadata=_help("Video frames analysed per second of video"))
     # --- face (py-feat)
-    face: str = field(default="auto", metadata=_help(
-        "Face modality: auto = use py-feat if its weights are installed, else say so once and mark the "
-        "visual modality unavailable; on = fail if it cannot run; off = skip", choices=("auto", "on", "off")))
-    face_detector: str = field(default="Detectorv2", metadata=_help(
-        "py-feat detector: Detectorv2 (RetinaFace + one multitask network for AUs and emotions; "
-        "recommended by py-feat 2.x), Detectorv1 (the classic landmarks + HOG + XGBoost AU pipeline "
-        "with ResMaskNet emotions, for comparison with published py-feat results) or MPDetector "
-        "(experimental MediaPipe generation)", choices=FACE_DETECTORS))
+    face: str = field(
+        default="auto",
+        metadata=_help(
+            "Face modality: auto = use py-feat if its weights are installed, else say so once and mark the "
+            "visual modality unavailable; on = fail if it cannot run; off = skip",
+            choices=("auto", "on", "off"),
+        ),
+    )
+    face_detector: str = field(
+        default="Detectorv2",
+        metadata=_help(
+            "py-feat detector: Detectorv2 (RetinaFace + one multitask network for AUs and emotions; "
+            "recommended by py-feat 2.x), Detectorv1 (the classic landmarks + HOG + XGBoost AU pipeline "
+            "with ResMaskNet emotions, for comparison with published py-feat results) or MPDetector "
+            "(experimental MediaPipe generation)",
+            choices=FACE_DETECTORS,
+        ),
+    )
     face_batch_size: int = field(default=16, metadata=_help("Frames per face-detector call"))
-    face_threshold: float = field(default=0.5, metadata=_help("Face detection score (0-1) below which a detection is not a face"))
-    face_tables: str | None = field(default=None, metadata=_help(
-        "Folder of precomputed py-feat or OpenFace 2.x CSVs named <clip_id>.csv or <file stem>.csv; "
-        "used instead of running a detector"))
+    face_threshold: float = field(
+        default=0.5,
+        metadata=_help("Face detection score (0-1) below which a detection is not a face"),
+    )
+    face_tables: str | None = field(
+        default=None,
+        metadata=_help(
+            "Folder of precomputed py-feat or OpenFace 2.x CSVs named <clip_id>.csv or <file stem>.csv; "
+            "used instead of running a detector"
+        ),
+    )
     # --- prosody (openSMILE)
     prosody: bool = field(default=True, metadata=_help("Extract eGeMAPSv02 prosody with openSMILE"))
     # --- transcript (Whisper)
     transcript: bool = field(default=True, metadata=_help("Transcribe speech with Whisper"))
-    whisper_backend: str = field(default="faster-whisper", metadata=_help(
-        "faster-whisper (CTranslate2, faster) or openai-whisper (the paper's reference)",
-        choices=("faster-whisper", "openai-whisper")))
-    whisper_model: str = field(default="small", metadata=_help(
-        "Whisper model name (downloaded from the Hub when online) or local path (CTranslate2 folder "
-        "for faster-whisper, .pt file for openai-whisper)"))
-    language: str | None = field(default=None, metadata=_help("Spoken language code (e.g. en); detected when unset"))
+    whisper_backend: str = field(
+        default="faster-whisper",
+        metadata=_help(
+            "faster-whisper (CTranslate2, faster) or openai-whisper (the paper's reference)",
+            choices=("faster-whisper", "openai-whisper"),
+        ),
+    )
+    whisper_model: str = field(
+        default="small",
+        metadata=_help(
+            "Whisper model name (downloaded from the Hub when online) or local path (CTranslate2 folder "
+            "for faster-whisper, .pt file for openai-whisper)"
+        ),
+    )
+    language: str | None = field(
+        default=None, metadata=_help("Spoken language code (e.g. en); detected when unset")
+    )
     vad: bool = field(default=True, metadata=_help("Voice-activity filtering before transcription"))
     beam_size: int = field(default=5, metadata=_help("Whisper beam size"))
     # --- optional speech-emotion model
-    speech_emotion_model: str | None = field(default=None, metadata=_help(
-        "Hugging Face audio-classification or arousal/valence/dominance model (name or local path)"))
-    device: str = field(default="auto", metadata=_help("auto (GPU when present), cpu or cuda", choices=("auto", "cpu", "cuda")))
+    speech_emotion_model: str | None = field(
+        default=None,
+        metadata=_help(
+            "Hugging Face audio-classification or arousal/valence/dominance model (name or local path)"
+        ),
+    )
+    device: str = field(
+        default="auto",
+        metadata=_help("auto (GPU when present), cpu or cuda", choices=("auto", "cpu", "cuda")),
+    )
     # --- rendering (cache-only: changing these never re-runs an extractor)
-    template: str = field(default="paper", metadata=_help("Prompt template: paper, instruction, or a .j2 file path"))
-    modalities: str = field(default="TVA", metadata=_help("Modalities in the prompt: any of T (transcript), V (visual), A (audio)"))
-    window: float | None = field(default=None, metadata=_help("Window length in seconds: one prompt per window instead of per clip"))
-    hop: float | None = field(default=None, metadata=_help("Window hop in seconds (default: the window length)"))
-    prosody_reference: str = field(default="dataset", metadata=_help(
-        "What prosody words are relative to: dataset (this run's clips), speaker (each speaker's own "
-        "clips), builtin (fixed defaults); falls back when fewer than 20 voiced clips",
-        choices=("dataset", "speaker", "builtin")))
-    transcript_source: str = field(default="whisper", metadata=_help(
-        "whisper, gold (the manifest's gold_text) or auto (gold when present)",
-        choices=("whisper", "gold", "auto")))
+    template: str = field(
+        default="paper", metadata=_help("Prompt template: paper, instruction, or a .j2 file path")
+    )
+    modalities: str = field(
+        default="TVA",
+        metadata=_help("Modalities in the prompt: any of T (transcript), V (visual), A (audio)"),
+    )
+    window: float | None = field(
+        default=None,
+        metadata=_help("Window length in seconds: one prompt per window instead of per clip"),
+    )
+    hop: float | None = field(
+        default=None, metadata=_help("Window hop in seconds (default: the window length)")
+    )
+    prosody_reference: str = field(
+        default="dataset",
+        metadata=_help(
+            "What prosody words are relative to: dataset (this run's clips), speaker (each speaker's own "
+            "clips), builtin (fixed defaults); falls back when fewer than 20 voiced clips",
+            choices=("dataset", "speaker", "builtin"),
+        ),
+    )
+    transcript_source: str = field(
+        default="whisper",
+        metadata=_help(
+            "whisper, gold (the manifest's gold_text) or auto (gold when present)",
+            choices=("whisper", "gold", "auto"),
+        ),
+    )
     # --- run
-    workers: int = field(default=0, metadata=_help("Parallel worker processes (0 = all cores)"))
+    workers: int = field(
+        default=0,
+        metadata=_help(
+            "Parallel worker processes (0 = all cores); with --engine ray and no --ray-address, the CPUs "
+            "of the local Ray instance it starts"
+        ),
+    )
+    engine: str = field(
+        default="local",
+        metadata=_help(
+            "Where extraction runs: local (worker processes on this machine) or ray (Ray Data: CPU stages "
+            "as tasks, one actor pool per model, GPUs when the cluster has them; pip install "
+            "'cer-textualize[ray]'). Outputs and cache are the same either way",
+            choices=("local", "ray"),
+        ),
+    )
+    ray_address: str | None = field(
+        default=None,
+        metadata=_help(
+            "Address of a running Ray cluster, e.g. ray://host:10001 or auto; unset: start a local "
+            "Ray on this machine's CPUs. Every node needs cer-textualize installed and must see the "
+            "clips and --cache-dir"
+        ),
+    )
     force: bool = field(default=False, metadata=_help("Recompute every stage, ignoring the cache"))
-    strict: bool = field(default=False, metadata=_help("Exit non-zero when any requested modality is missing for any clip"))
+    strict: bool = field(
+        default=False,
+        metadata=_help("Exit non-zero when any requested modality is missing for any clip"),
+    )
     progress: bool = field(default=True, metadata=_help("Show a progress bar"))
 
     def __post_init__(self) -> None:
@@ -89,6 +178,10 @@ class TextualizeConfig:
             raise ValueError("hop needs a window and must be positive")
         if self.workers < 0:
             raise ValueError("workers must be 0 (all cores) or a positive count")
+        if self.ray_address and self.engine != "ray":
+            raise ValueError(
+                "ray_address is only used by the Ray engine: add --engine ray (or drop --ray-address)"
+            )
 
     @property
     def worker_count(self) -> int:

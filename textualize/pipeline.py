@@ -1,9 +1,11 @@
 """Run textualization over many clips: extract (parallel, cached), describe, render, write.
 
 ``textualize(source, output_dir, config)`` is the library entry point behind ``cer textualize``.
-Extraction runs in worker processes, each loading its models once; results are cached per clip
-and stage, so a killed run resumes where it stopped and a re-render (other template, modality
-subset or windows) reads the cache only. Outputs: ``prompts.parquet``, ``prompts.jsonl``,
+Extraction runs on an engine: worker processes on this machine (``--engine local``), each loading
+its models once, or a Ray cluster (``--engine ray``, textualize/ray_engine.py); everything else
+(cache fast path, rendering, writing) is shared. Results are cached per clip and stage, so a
+killed run resumes where it stopped and a re-render (other template, modality subset or windows)
+reads the cache only. Outputs: ``prompts.parquet``, ``prompts.jsonl``,
 ``failures.jsonl`` and ``run.json`` (configuration, versions, counts, timings).
 """
 
@@ -27,7 +29,13 @@ from cer.config import to_mapping
 from textualize.cache import StageCache, atomic_write
 from textualize.config import TextualizeConfig
 from textualize.describe import build_prosody_reference
-from textualize.extract import ExtractionPlan, Extractors, extract_clip, plan_extraction, read_cached
+from textualize.extract import (
+    ExtractionPlan,
+    Extractors,
+    extract_clip,
+    plan_extraction,
+    read_cached,
+)
 from textualize.inputs import discover_clips
 from textualize.prompts import PromptRenderer
 from textualize.records import FAILED, Clip
@@ -36,8 +44,19 @@ from textualize.units import UnitFeatures, make_units
 
 log = logging.getLogger(__name__)
 
-PACKAGES = ("av", "opensmile", "faster-whisper", "ctranslate2", "openai-whisper", "py-feat", "torch",
-            "transformers", "jinja2", "pandas", "pyarrow")
+PACKAGES = (
+    "av",
+    "opensmile",
+    "faster-whisper",
+    "ctranslate2",
+    "openai-whisper",
+    "py-feat",
+    "torch",
+    "transformers",
+    "jinja2",
+    "pandas",
+    "pyarrow",
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +84,9 @@ _WORKER: dict = {}
 
 def _init_worker(cfg: TextualizeConfig, plan: ExtractionPlan, threads: int) -> None:
     _limit_threads(threads)
-    _WORKER.update(cfg=cfg, plan=plan, models=Extractors(cfg, threads), cache=StageCache(cfg.cache_dir))
+    _WORKER.update(
+        cfg=cfg, plan=plan, models=Extractors(cfg, threads), cache=StageCache(cfg.cache_dir)
+    )
 
 
 def _limit_threads(threads: int) -> None:
@@ -80,11 +101,13 @@ def _work(clip: Clip, window: float | None, hop: float | None) -> list[UnitFeatu
     return make_units(desc, window, hop)
 
 
-def extract_units(clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan) -> Iterator[list[UnitFeatures]]:
-    """Units of every clip, in completion order; models load once per worker process.
+def extract_units(
+    clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan
+) -> Iterator[list[UnitFeatures]]:
+    """Units of every clip, in completion order, computed by the engine ``cfg.engine`` names.
 
     Clips whose every stage is already cached are read here, in the main process: a re-run (or
-    a re-render) starts no worker and loads no model.
+    a re-render) starts no worker and no Ray, and loads no model.
     """
     todo = clips
     if not cfg.force:
@@ -97,7 +120,17 @@ def extract_units(clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan
                 yield make_units(desc, cfg.window, cfg.hop)
     if not todo:
         return
-    clips = todo
+    if cfg.engine == "ray":
+        from textualize.ray_engine import compute_units
+    else:
+        compute_units = compute_units_local
+    yield from compute_units(todo, cfg, plan)
+
+
+def compute_units_local(
+    clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan
+) -> Iterator[list[UnitFeatures]]:
+    """The local engine: units of every clip, in completion order; models load once per worker process."""
     workers = min(cfg.worker_count, len(clips)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
     if workers == 1:
@@ -108,8 +141,9 @@ def extract_units(clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # no fork of a process holding model threads
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(cfg, plan, threads)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(cfg, plan, threads)
+    ) as pool:
         futures = [pool.submit(_work, clip, cfg.window, cfg.hop) for clip in clips]
         for future in as_completed(futures):
             yield future.result()
@@ -135,8 +169,10 @@ def _write_outputs(rows: list[dict], failures: list[dict], output: Path) -> None
     os.replace(tmp, parquet)
     lines = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
     atomic_write(output / "prompts.jsonl", lines.encode("utf-8"))
-    atomic_write(output / "failures.jsonl",
-                 "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures).encode("utf-8"))
+    atomic_write(
+        output / "failures.jsonl",
+        "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures).encode("utf-8"),
+    )
 
 
 def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig) -> RunSummary:
@@ -147,6 +183,10 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
     output.mkdir(parents=True, exist_ok=True)
     clips = discover_clips(source, cfg.labels)
     plan = plan_extraction(cfg)
+    if cfg.engine == "ray":
+        from textualize.ray_engine import require_ray
+
+        require_ray()  # a missing extra fails now, with the pip command, not after the cached clips
     labels = tuple(sorted({c.label for c in clips if c.label}))
     renderer = PromptRenderer(cfg.template, cfg.modalities, labels)  # template errors before work
 
@@ -164,9 +204,16 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
     )
     rows = [unit_row(u, renderer, reference, cfg.transcript_source) for u in units]
     failures = [
-        {"clip_id": u.clip.clip_id, "path": u.clip.path, "modality": m, "status": s.status, "reason": s.reason}
+        {
+            "clip_id": u.clip.clip_id,
+            "path": u.clip.path,
+            "modality": m,
+            "status": s.status,
+            "reason": s.reason,
+        }
         for u in (by_clip[c.clip_id][0] for c in clips)
-        for m, s in u.status.items() if is_gap(s.status)
+        for m, s in u.status.items()
+        if is_gap(s.status)
     ]
     _write_outputs(rows, failures, output)
 
@@ -182,7 +229,9 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
         computed=sum(1 for u, todo in zip(first_units, computed_stages) if todo and not u.error),
         cached=sum(1 for u, todo in zip(first_units, computed_stages) if not todo and not u.error),
         failed=sum(1 for u in first_units if u.error),
-        modality_failures=sum(1 for u in first_units if not u.error for s in u.status.values() if s.status == FAILED),
+        modality_failures=sum(
+            1 for u in first_units if not u.error for s in u.status.values() if s.status == FAILED
+        ),
         gaps=len(failures),
         stage_seconds={k: round(v, 3) for k, v in sorted(stage_seconds.items())},
         wall_seconds=round(time.perf_counter() - started, 3),
@@ -193,13 +242,23 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
         "source": str(source),
         "started_at": started_at,
         "config": to_mapping(cfg),
-        "plan": {"face": plan.face, "face_status": plan.face_status.status, "face_reason": plan.face_status.reason,
-                 "stage_keys": plan.keys},
-        "prosody_reference": {"source": reference.source, "overall": reference.overall,
-                              "speakers": sorted(reference.by_speaker)},
+        "plan": {
+            "face": plan.face,
+            "face_status": plan.face_status.status,
+            "face_reason": plan.face_status.reason,
+            "stage_keys": plan.keys,
+        },
+        "prosody_reference": {
+            "source": reference.source,
+            "overall": reference.overall,
+            "speakers": sorted(reference.by_speaker),
+        },
         "versions": _versions(),
-        "statuses": {m: dict(Counter(u.status[m].status for u in first_units)) for m in first_units[0].status}
-        if first_units else {},
+        "statuses": {
+            m: dict(Counter(u.status[m].status for u in first_units)) for m in first_units[0].status
+        }
+        if first_units
+        else {},
         "summary": to_mapping(summary),
     }
     atomic_write(output / "run.json", json.dumps(run, indent=2, default=str).encode())
@@ -209,19 +268,27 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="clip", desc="textualize", disable=not enabled, dynamic_ncols=True)
+    return tqdm(
+        total=total, unit="clip", desc="textualize", disable=not enabled, dynamic_ncols=True
+    )
 
 
 def format_summary(summary: RunSummary) -> str:
     lines = [
-        f"{summary.clips} clips -> {summary.units} prompts in {summary.wall_seconds:.1f}s "
-        f"({summary.computed} computed, {summary.cached} from cache, {summary.failed} unreadable, "
-        f"{summary.modality_failures} modality failures)",
+        (
+            f"{summary.clips} clips -> {summary.units} prompts in {summary.wall_seconds:.1f}s "
+            f"({summary.computed} computed, {summary.cached} from cache, {summary.failed} unreadable, "
+            f"{summary.modality_failures} modality failures)"
+        ),
     ]
     if summary.stage_seconds:
-        lines.append("time per stage (s, summed over workers): " + ", ".join(
-            f"{k} {v:.1f}" for k, v in summary.stage_seconds.items()))
-    lines.append(f"outputs: {summary.output_dir}/prompts.parquet, prompts.jsonl, failures.jsonl, run.json")
+        lines.append(
+            "time per stage (s, summed over workers): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
+        )
+    lines.append(
+        f"outputs: {summary.output_dir}/prompts.parquet, prompts.jsonl, failures.jsonl, run.json"
+    )
     return "\n".join(lines)
 
 
@@ -241,18 +308,30 @@ def load_run(output_dir: str | Path) -> tuple[TextualizeConfig, ExtractionPlan, 
     cfg = from_mapping(TextualizeConfig, run["config"], source=str(output / "run.json"))
     plan_info = run["plan"]
     plan = ExtractionPlan(
-        face=plan_info["face"], face_status=ModalityStatus(plan_info["face_status"], plan_info["face_reason"]),
-        prosody=cfg.prosody, transcript=cfg.transcript, speech_emotion=bool(cfg.speech_emotion_model),
+        face=plan_info["face"],
+        face_status=ModalityStatus(plan_info["face_status"], plan_info["face_reason"]),
+        prosody=cfg.prosody,
+        transcript=cfg.transcript,
+        speech_emotion=bool(cfg.speech_emotion_model),
         keys=plan_info["stage_keys"],
     )
     rows = pd.read_parquet(output / "prompts.parquet").drop_duplicates("clip_id")
+
     def value(v):
         return None if v is None or (isinstance(v, float) and pd.isna(v)) else v
 
     clips = [
-        Clip(clip_id=r["clip_id"], path=r["source_path"], start=value(r["clip_start"]), end=value(r["clip_end"]),
-             label=value(r["label"]), split=value(r["split"]), speaker=value(r["speaker"]),
-             gold_text=value(r["gold_text"]), context=value(r["context"]))
+        Clip(
+            clip_id=r["clip_id"],
+            path=r["source_path"],
+            start=value(r["clip_start"]),
+            end=value(r["clip_end"]),
+            label=value(r["label"]),
+            split=value(r["split"]),
+            speaker=value(r["speaker"]),
+            gold_text=value(r["gold_text"]),
+            context=value(r["context"]),
+        )
         for r in rows.to_dict("records")
     ]
     return cfg, plan, clips
