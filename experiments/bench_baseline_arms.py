@@ -1,6 +1,6 @@
 """Training time per epoch of every fusion arm on a synthetic MELD-sized feature set (CPU).
 
-    python experiments/bench_baseline_arms.py [--examples 10000] [--epochs 2]
+    python experiments/bench_baseline_arms.py [--examples 10000] [--epochs 2] [--threads 1]
 
 The feature set has the shapes a textualized MELD run gives: visual 27 columns (20 AUs + 7
 emotions) and audio 25 eGeMAPS LLD columns on a 64-step grid with partly masked steps, 54 face
@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
+    parser.add_argument("--token-stride", type=int, default=4, help="attention/leader arms")
     parser.add_argument("--out", default="experiments/results/baseline_arms_epoch_time.json")
     args = parser.parse_args()
 
@@ -78,12 +80,15 @@ def main() -> None:
     from featurebaseline.runner import run_baseline
 
     features = synthetic_features(args.examples)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report = {
         "examples": args.examples,
         "epochs_timed": args.epochs,
         "grid_steps": 64,
         "batch_size": args.batch_size,
         "hidden": 64,
+        "token_stride": args.token_stride,
         "torch_threads": torch.get_num_threads(),
         "load_average_at_start": os.getloadavg()[0],
         "note": "epoch time includes one validation pass; random values, timing only",
@@ -103,6 +108,8 @@ def main() -> None:
                 patience=0,
                 resume=False,
                 batch_size=args.batch_size,
+                token_stride=args.token_stride,
+                threads=args.threads,
                 leader="V" if "V" in modalities else modalities,
             )
             run = run_baseline(config, subset).runs[0]
@@ -116,6 +123,7 @@ def main() -> None:
                 "device": run.summary["device"],
             }
             report["arms"].append(entry)
+            report["load_average_at_end"] = os.getloadavg()[0]
             print(json.dumps(entry), flush=True)
             # written after every arm, so an interrupted benchmark still leaves its numbers
             Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

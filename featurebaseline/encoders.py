@@ -1,9 +1,11 @@
 """Frozen pretrained encoders whose outputs become features, cached like the textualize stages.
 
-Each encoder is a Hugging Face model named by local path or hub name, run under ``no_grad`` and
-never trained. Outputs go into the same ``StageCache`` as the extraction stages, keyed by what
-was encoded (the text itself, or the clip's content hash and span) plus the model identity, so a
-second run, or another arm on the same features, encodes nothing again.
+Each encoder is a Hugging Face model named by local path or hub name (images: also a
+torchvision model), run under ``no_grad`` and never trained: text (sentence vectors, token
+states), speech frames, face crops. Outputs go into the same ``StageCache`` as the extraction
+stages, keyed by what was encoded (the text itself, or the clip's content hash and span, and the
+face boxes) plus the model identity, so a second run, or another arm on the same features,
+encodes nothing again.
 """
 
 from __future__ import annotations
@@ -75,7 +77,12 @@ def _load(model: str, kind: str):
 
 
 class TextEncoder:
-    """Mean-pooled sentence embeddings from any Hugging Face encoder (MiniLM, BERT, RoBERTa)."""
+    """Sentence embeddings (mean-pooled) and per-token states of any Hugging Face text encoder.
+
+    One model pass gives both: the token states of a text (``(tokens, hidden)``, special tokens
+    included, padding excluded) and their mean. Both are cached per distinct text, under keys that
+    differ only in ``pooling``, so asking for the other kind later encodes nothing again.
+    """
 
     def __init__(self, model: str, cache: StageCache, batch_size: int = 64, max_length: int = 128):
         self.model = resolve_model(model)
@@ -88,31 +95,46 @@ class TextEncoder:
         }
         self._encoder = self._tokenizer = None
 
-    def _key(self, text: str) -> str:
+    def _key(self, text: str, pooling: str = "mean") -> str:
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        return stage_key("text_encoder", digest, (None, None), self.key_config, "")
+        config = {**self.key_config, "pooling": pooling}
+        return stage_key("text_encoder", digest, (None, None), config, "")
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """(len(texts), hidden) float32; cached texts are read back, the rest encoded in batches.
 
         Each distinct text is encoded once ("Yeah." is one of MELD's most frequent utterances).
         """
+        found = self._lookup(texts, "mean")
+        if not texts:
+            return np.zeros((0, 0), np.float32)
+        return np.stack([found[t] for t in texts]).astype(np.float32)
+
+    def encode_tokens(self, texts: list[str]) -> list[np.ndarray]:
+        """One ``(tokens, hidden)`` float32 array of token states per text, in order."""
+        found = self._lookup(texts, "tokens")
+        return [found[t].astype(np.float32) for t in texts]
+
+    def _lookup(self, texts: list[str], pooling: str) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         for text in dict.fromkeys(texts):
-            data = self.cache.get("text_encoder", self._key(text), ".npy")
+            data = self.cache.get("text_encoder", self._key(text, pooling), ".npy")
             if data is not None:
                 found[text] = _array(data)
         todo = sorted({t for t in texts if t not in found}, key=len)  # little padding per batch
         for begin in range(0, len(todo), self.batch_size):
             chunk = todo[begin : begin + self.batch_size]
-            for text, vector in zip(chunk, self._run(chunk)):
-                found[text] = vector
-                self.cache.put("text_encoder", self._key(text), ".npy", _array_bytes(vector))
-        if not texts:
-            return np.zeros((0, 0), np.float32)
-        return np.stack([found[t] for t in texts]).astype(np.float32)
+            for text, tokens in zip(chunk, self._run(chunk)):
+                encoded = {"tokens": tokens, "mean": tokens.mean(0)}
+                for kind, value in encoded.items():
+                    self.cache.put(
+                        "text_encoder", self._key(text, kind), ".npy", _array_bytes(value)
+                    )
+                found[text] = encoded[pooling]
+        return found
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def _run(self, texts: list[str]) -> list[np.ndarray]:
+        """The states of each text's real tokens (padding dropped)."""
         import torch
         from transformers import AutoTokenizer
 
@@ -123,9 +145,11 @@ class TextEncoder:
             texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         with torch.no_grad():
-            hidden = self._encoder(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).numpy()
+            hidden = self._encoder(**batch).last_hidden_state.float().numpy()
+        lengths = batch["attention_mask"].sum(1).tolist()
+        if self._tokenizer.padding_side == "left":
+            return [h[len(h) - n :] for h, n in zip(hidden, lengths)]
+        return [h[:n] for h, n in zip(hidden, lengths)]
 
 
 class AudioEncoder:
@@ -173,3 +197,150 @@ class AudioEncoder:
             values = torch.from_numpy((audio - audio.mean()) / (audio.std() + 1e-7))[None]
         with torch.no_grad():
             return self._encoder(values.float()).last_hidden_state[0].numpy()
+
+
+class ImageEncoder:
+    """Embeddings of the face crops that the face stage located: one per frame with a face.
+
+    The clip is decoded again at the face stage's rate (``textualize.media.iter_frames``), each
+    kept face is cut out with its cached box (``FACE_BOX_COLUMNS``), and a frozen image model
+    embeds the crops: a Hugging Face model (local folder or name; ``pooler_output``, else the
+    mean of its last hidden state) or ``torchvision:NAME`` (its downloaded default weights,
+    classifier removed). Embeddings are cached per clip, keyed by the boxes and the model.
+    """
+
+    def __init__(self, model: str, cache: StageCache, batch_size: int = 32):
+        self.model, self.cache, self.batch_size = model, cache, batch_size
+        self.key_config = {"model": _identity(model), "crop": "box", "version": _versions()}
+        self._encoder = self._processor = None
+        self._width: int | None = None
+
+    def frames(self, clip: Clip, clip_hash: str, track, fps: float) -> np.ndarray:
+        """(faces, 1 + hidden): column 0 is the frame time in seconds from the clip start.
+
+        A track without boxes (cached by an older face stage, or an imported table) gives no rows.
+        """
+        from textualize.records import FACE_BOX_COLUMNS
+
+        if not track.has_boxes:
+            return np.zeros((0, 1 + self.width), np.float32)
+        faces = track.frames[track.frames["face"].astype(bool)].dropna(subset=FACE_BOX_COLUMNS)
+        boxes = faces[["time", *FACE_BOX_COLUMNS]].to_numpy(np.float64)
+        digest = hashlib.sha256(_array_bytes(boxes)).hexdigest()[:16]
+        key = stage_key(
+            "image_encoder",
+            clip_hash,
+            (clip.start, clip.end),
+            {**self.key_config, "fps": fps},
+            digest,
+        )
+        data = self.cache.get("image_encoder", key, ".npy")
+        if data is not None:
+            return _array(data)
+        times, crops = self._crops(clip, boxes, fps)
+        table = np.zeros((0, 1 + self.width), np.float32)
+        if crops:
+            hidden = np.concatenate(
+                [
+                    self._run(crops[b : b + self.batch_size])
+                    for b in range(0, len(crops), self.batch_size)
+                ]
+            )
+            table = np.column_stack([times, hidden]).astype(np.float32)
+        self.cache.put("image_encoder", key, ".npy", _array_bytes(table))
+        return table
+
+    @property
+    def width(self) -> int:
+        """Embedding size (the model is run once on a blank crop to learn it)."""
+        if self._width is None:
+            self._width = int(self._run([np.zeros((32, 32, 3), np.uint8)]).shape[1])
+        return self._width
+
+    @staticmethod
+    def _crops(clip: Clip, boxes: np.ndarray, fps: float) -> tuple[list[float], list[np.ndarray]]:
+        from textualize.media import iter_frames
+
+        times, crops = [], []
+        if not len(boxes):
+            return times, crops
+        for frame in iter_frames(clip.path, fps, clip.start, clip.end):
+            near = np.flatnonzero(np.abs(boxes[:, 0] - frame.time) < 1e-3)
+            if not len(near):
+                continue
+            _, x, y, w, h = boxes[near[0]]
+            height, width = frame.image.shape[:2]
+            left, top = int(max(0, np.floor(x))), int(max(0, np.floor(y)))
+            right, bottom = int(min(width, np.ceil(x + w))), int(min(height, np.ceil(y + h)))
+            if right > left and bottom > top:
+                times.append(frame.time)
+                crops.append(frame.image[top:bottom, left:right])
+        return times, crops
+
+    def _run(self, crops: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        if self._encoder is None:
+            self._load()
+        if self._processor is not None:
+            pixels = self._processor(images=crops, return_tensors="pt")["pixel_values"]
+        else:  # torchvision: ImageNet statistics at 224 x 224
+            pixels = torch.stack(
+                [
+                    torch.nn.functional.interpolate(
+                        torch.from_numpy(np.ascontiguousarray(c)).permute(2, 0, 1)[None].float()
+                        / 255.0,
+                        size=(224, 224),
+                        mode="bilinear",
+                        align_corners=False,
+                    )[0]
+                    for c in crops
+                ]
+            )
+            mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+            std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+            pixels = (pixels - mean) / std
+        with torch.no_grad():
+            out = self._encoder(pixels)
+        if isinstance(out, torch.Tensor):
+            return out.flatten(1).float().numpy()
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            hidden = out.last_hidden_state
+            pooled = hidden.mean(1) if hidden.dim() == 3 else hidden.mean((2, 3))
+        return pooled.flatten(1).float().numpy()
+
+    def _load(self) -> None:
+        if self.model.startswith("torchvision:"):
+            import torch
+            import torchvision
+
+            name = self.model.split(":", 1)[1]
+            try:
+                network = torchvision.models.get_model(name, weights="DEFAULT")
+            except (OSError, RuntimeError, ValueError) as err:
+                raise EncoderUnavailable(
+                    f"cannot build torchvision model {name!r} with its default weights: {err}. "
+                    "Download them once while online (they go to TORCH_HOME) or give a Hugging "
+                    "Face model folder"
+                ) from err
+            for attribute in ("fc", "classifier", "head", "heads"):
+                if hasattr(network, attribute):
+                    setattr(network, attribute, torch.nn.Identity())
+                    break
+            self._encoder = network.eval()
+            return
+        from transformers import AutoImageProcessor
+
+        self._encoder = _load(self.model, "image")
+        try:
+            self._processor = AutoImageProcessor.from_pretrained(self.model)
+        except (OSError, ValueError) as err:
+            raise EncoderUnavailable(
+                f"image encoder {self.model!r} has no image processor config "
+                f"(preprocessor_config.json): {err}"
+            ) from err
+
+
+def _versions() -> str:
+    return f"transformers {metadata.version('transformers')}, torchvision {metadata.version('torchvision')}"

@@ -2,10 +2,12 @@
 
 Per example (a clip, or a window of one) and modality there are up to two inputs:
 
-* a frame sequence on a common time grid: face frames (AUs + emotions, only frames with a face)
-  and openSMILE LLD frames (plus speech-encoder frames when configured) are each averaged into
-  grid cells by their ``time`` column, so two streams of different rates land on the same steps.
-  A cell without any frame is masked out, never zero-filled as if it were data;
+* a frame sequence on a common time grid: face frames (AUs + emotions, only frames with a face,
+  plus face-crop image embeddings when configured) and openSMILE LLD frames (plus speech-encoder
+  frames when configured) are each averaged into grid cells by their ``time`` column, so two
+  streams of different rates land on the same steps. A cell without any frame is masked out,
+  never zero-filled as if it were data. Text may have a sequence too: its token states
+  (``text_pooling`` tokens/both), masked past each text's last token;
 * an utterance-level vector: eGeMAPS functionals, face mean/std, a sentence embedding.
 
 A modality that is missing for an example (no face, silence, no words) has ``present`` False.
@@ -114,24 +116,31 @@ def align_to_grid(
     return values, mask
 
 
-def _rows(frame: pd.DataFrame, label_column: str) -> pd.DataFrame:
-    if label_column not in frame.columns:
+def _rows(frame: pd.DataFrame, label_column: str, labels_required: bool = True) -> pd.DataFrame:
+    """Rows with ``label`` (None where unknown), ``unit_id`` and a normalised ``split``."""
+    if label_column not in frame.columns and labels_required:
         raise FeatureError(
             f"table lacks the label column {label_column!r}; it has "
             f"{list(frame.columns)[:12]} ... (set --label-column)"
         )
-    rows = frame.assign(label=frame[label_column].astype(str))
+    if label_column in frame.columns:
+        gold = frame[label_column]
+        known = gold.notna() & (gold.astype(str).str.strip() != "")
+        rows = frame.assign(label=gold.astype(str).where(known, None))
+    else:
+        rows = frame.assign(label=None)
     if "unit_id" not in rows:
         rows["unit_id"] = rows["clip_id"].astype(str)
     if "split" not in rows:
         rows["split"] = None
     else:
-        rows["split"] = (
-            rows["split"]
-            .astype(str)
+        split = rows["split"]
+        normal = (
+            split.astype(str)
             .str.lower()
             .replace({"dev": "val", "valid": "val", "validation": "val"})
         )
+        rows["split"] = normal.where(split.notna(), None)
     return rows.reset_index(drop=True)
 
 
@@ -155,16 +164,47 @@ def _texts(rows: pd.DataFrame, source: str) -> list[str]:
 
 
 def text_features(rows: pd.DataFrame, config: BaselineConfig, cache) -> ModalityFeatures:
+    """Sentence vectors and/or token-state sequences (``config.text_pooling``) of every row."""
     from featurebaseline.encoders import TextEncoder
 
     texts = _texts(rows, config.text_source)
     present = np.array([bool(t) for t in texts])
-    vectors = TextEncoder(config.text_encoder, cache).encode([t for t in texts if t])
-    full = np.zeros((len(texts), vectors.shape[1] if len(vectors) else 1), np.float32)
-    full[present] = vectors
+    said = [t for t in texts if t]
+    encoder = TextEncoder(config.text_encoder, cache)
+    vector = sequence = steps = None
+    if config.text_pooling in ("mean", "both"):
+        vectors = encoder.encode(said)
+        vector = np.zeros((len(texts), vectors.shape[1] if len(vectors) else 1), np.float32)
+        vector[present] = vectors
+    if config.text_pooling in ("tokens", "both") and config.temporal != "none":
+        sequence, steps = _pad_tokens(encoder.encode_tokens(said), present, config.text_max_tokens)
     return ModalityFeatures(
-        present, vector=full, vector_columns=tuple(f"text_{i}" for i in range(full.shape[1]))
+        present,
+        sequence=sequence,
+        steps=steps,
+        vector=vector,
+        sequence_columns=_numbered("token", sequence),
+        vector_columns=_numbered("text", vector),
     )
+
+
+def _numbered(kind: str, values: np.ndarray | None) -> tuple[str, ...]:
+    return () if values is None else tuple(f"{kind}_{i}" for i in range(values.shape[-1]))
+
+
+def _pad_tokens(
+    tokens: list[np.ndarray], present: np.ndarray, max_tokens: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token states of the present rows -> (N, L, D) zero-padded and (N, L) mask, L <= max."""
+    width = tokens[0].shape[1] if tokens else 1
+    length = min(max_tokens, max((len(t) for t in tokens), default=1))
+    sequence = np.zeros((len(present), length, width), np.float32)
+    steps = np.zeros((len(present), length), bool)
+    for row, states in zip(np.flatnonzero(present), tokens):
+        kept = states[:length]
+        sequence[row, : len(kept)] = kept
+        steps[row, : len(kept)] = True
+    return sequence, steps
 
 
 def _table_functionals(rows: pd.DataFrame, modality: str) -> ModalityFeatures:
@@ -187,8 +227,12 @@ def _table_functionals(rows: pd.DataFrame, modality: str) -> ModalityFeatures:
     return ModalityFeatures(present, vector=np.nan_to_num(values), vector_columns=tuple(columns))
 
 
-def assemble_features(config: BaselineConfig) -> FeatureSet:
-    """Features of every row of ``config.source`` for the configured modalities."""
+def assemble_features(config: BaselineConfig, labels_required: bool = True) -> FeatureSet:
+    """Features of every row of ``config.source`` for the configured modalities.
+
+    Rows without a gold label get ``label`` None; with ``labels_required`` (training) a table
+    without the label column is an error, while prediction accepts unlabelled prompts.
+    """
     import pandas as pd
 
     from textualize.cache import StageCache
@@ -204,7 +248,7 @@ def assemble_features(config: BaselineConfig) -> FeatureSet:
         raise FeatureError(f"{source} has no run.json: is it a `cer textualize` output folder?")
     table = source / "prompts.parquet" if is_run else source
     frame = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
-    rows = _rows(frame, config.label_column)
+    rows = _rows(frame, config.label_column, labels_required)
     cache_dir = config.cache_dir
     if is_run and cache_dir is None:
         cache_dir = json.loads((source / "run.json").read_text())["config"]["cache_dir"]

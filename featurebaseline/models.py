@@ -34,6 +34,7 @@ class ModelSpec:
     modalities: tuple[str, ...]
     dims: dict[str, dict[str, int]]  # modality -> {"sequence": D, "vector": E}
     leader: str = "visual"
+    token_stride: int = 1  # steps pooled into one attention token (1 in models saved before it)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,10 +51,40 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
+def pool_tokens(
+    states: torch.Tensor, mask: torch.Tensor, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked mean of every ``stride`` consecutive steps: (B, T, H) -> (B, ceil(T/stride), H).
+
+    Attention cost grows with the square of the token count, so the attention arms see one token
+    per ``stride`` grid steps; a pooled token is masked when none of its steps holds a frame.
+    """
+    if stride <= 1:
+        return states, mask
+    batch, steps, width = states.shape
+    pad = -steps % stride
+    if pad:
+        states = nn.functional.pad(states, (0, 0, 0, pad))
+        mask = nn.functional.pad(mask, (0, pad))
+    weights = mask.view(batch, -1, stride, 1).to(states.dtype)
+    total = (states.view(batch, -1, stride, width) * weights).sum(2)
+    count = weights.sum(2)
+    return total / count.clamp(min=1.0), count.squeeze(-1) > 0
+
+
 class ModalityEncoder(nn.Module):
-    def __init__(self, seq_dim: int, vec_dim: int, hidden: int, temporal: str, dropout: float):
+    def __init__(
+        self,
+        seq_dim: int,
+        vec_dim: int,
+        hidden: int,
+        temporal: str,
+        dropout: float,
+        token_stride: int = 1,
+    ):
         super().__init__()
         self.temporal = temporal if seq_dim else "none"
+        self.token_stride = token_stride
         if self.temporal == "conv":
             self.project = nn.Linear(seq_dim + 1, hidden)
             self.conv = nn.Sequential(
@@ -67,29 +98,32 @@ class ModalityEncoder(nn.Module):
         self.vector = _mlp(vec_dim, hidden, hidden, dropout) if vec_dim else None
         self.missing = nn.Parameter(torch.zeros(hidden))
 
-    def forward(self, batch: dict[str, torch.Tensor]):
-        """-> (embedding (B, H), tokens (B, K, H), token mask (B, K))."""
+    def forward(self, batch: dict[str, torch.Tensor], with_tokens: bool = True):
+        """-> (embedding (B, H), tokens (B, K, H), token mask (B, K)); no tokens unless asked."""
         present = batch["present"]
         pooled, tokens, masks = [], [], []
         if self.temporal != "none":
             steps = batch["steps"] & present[:, None]
-            x = torch.cat(
-                [batch["sequence"] * steps.unsqueeze(-1), steps.unsqueeze(-1).float()], -1
-            )
+            flags = steps.unsqueeze(-1).to(batch["sequence"].dtype)
+            x = torch.cat([batch["sequence"] * flags, flags], -1)
             if self.temporal == "conv":
                 states = self.conv(self.project(x).transpose(1, 2)).transpose(1, 2)
             else:
                 states = self.gru(x)[0]
             pooled.append(masked_mean(states, steps))
-            tokens.append(states)
-            masks.append(steps)
+            if with_tokens:
+                states, steps = pool_tokens(states, steps, self.token_stride)
+                tokens.append(states)
+                masks.append(steps)
         if self.vector is not None:
             v = self.vector(batch["vector"])
             pooled.append(v)
             tokens.append(v.unsqueeze(1))
             masks.append(present.unsqueeze(1))
-        embedding = torch.stack(pooled).mean(0)
+        embedding = pooled[0] if len(pooled) == 1 else torch.stack(pooled).mean(0)
         embedding = torch.where(present.unsqueeze(-1), embedding, self.missing)
+        if not with_tokens:
+            return embedding, None, None
         return embedding, torch.cat(tokens, 1), torch.cat(masks, 1)
 
 
@@ -101,7 +135,12 @@ class FusionModel(nn.Module):
         self.encoders = nn.ModuleDict(
             {
                 m: ModalityEncoder(
-                    spec.dims[m]["sequence"], spec.dims[m]["vector"], h, spec.temporal, p
+                    spec.dims[m]["sequence"],
+                    spec.dims[m]["vector"],
+                    h,
+                    spec.temporal,
+                    p,
+                    spec.token_stride,
                 )
                 for m in spec.modalities
             }
@@ -135,8 +174,9 @@ class FusionModel(nn.Module):
 
     def forward(self, batch: dict[str, dict[str, torch.Tensor]]):
         """-> (logits (B, C), auxiliary loss terms or None)."""
-        encoded = {m: self.encoders[m](batch[m]) for m in self.spec.modalities}
         arm = self.spec.arm
+        tokens = arm in ("attention", "leader")
+        encoded = {m: self.encoders[m](batch[m], tokens) for m in self.spec.modalities}
         if arm in ("early", "unimodal"):
             parts = [
                 torch.cat([encoded[m][0], batch[m]["present"].float().unsqueeze(-1)], -1)

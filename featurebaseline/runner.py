@@ -17,7 +17,7 @@ import numpy as np
 
 from cer.config import save_config
 from featurebaseline.config import BaselineConfig
-from featurebaseline.features import FeatureSet, assemble_features
+from featurebaseline.features import FeatureError, FeatureSet, assemble_features
 from finetune.runs import RunResult, train_jobs
 
 
@@ -28,19 +28,32 @@ class BaselineOutcome:
     feature_seconds: float
 
 
+@dataclass(frozen=True)
+class PredictionOutcome:
+    """Predictions of a trained run on another source; metrics only where every gold is known."""
+
+    predictions: Any  # pandas.DataFrame, the columns of a run's predictions.parquet
+    metrics: dict[str, Any] | None
+    note: str  # why there are no metrics, or which rows they cover
+
+
 def train_one(config: BaselineConfig, features: FeatureSet, run_dir: Path, seed: int) -> RunResult:
     """Train, save and evaluate one arm on one split assignment; writes the run folder."""
     from featurebaseline.train import fit, predict_probabilities, save_model, to_tensors
     from finetune.data import label_set
-    from finetune.runs import finish_run, library_versions, prediction_frame
+    from finetune.runs import finish_run, is_main_process, library_versions, prediction_frame
 
     labels = label_set(features.rows, "label")
+    main = is_main_process()  # under `accelerate launch`, only rank 0 writes the run folder
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(replace(config, output_dir=str(run_dir), seeds=(seed,)), run_dir / "config.yaml")
-    _write_json(run_dir / "versions.json", library_versions())
-    _write_json(run_dir / "labels.json", list(labels))
+    if main:
+        saved = replace(config, output_dir=str(run_dir), seeds=(seed,))
+        save_config(saved, run_dir / "config.yaml")
+        _write_json(run_dir / "versions.json", library_versions())
+        _write_json(run_dir / "labels.json", list(labels))
     model, scaler, summary = fit(config, features, labels, run_dir, seed)
-    save_model(model, scaler, labels, run_dir)
+    if main:
+        save_model(model, scaler, labels, run_dir)
     device = summary["device"]
     probabilities = predict_probabilities(model, to_tensors(scaler.apply(features), device))
     run_id = f"{run_dir.name}-{config.arm}-{config.modalities}-seed{seed}"
@@ -79,6 +92,14 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
     started = time.perf_counter()
     features = features if features is not None else assemble_features(config)
     feature_seconds = time.perf_counter() - started
+    unlabelled = features.rows["label"].isna()
+    if unlabelled.any():
+        examples = ", ".join(features.rows.loc[unlabelled, "clip_id"].astype(str).head(3))
+        raise FeatureError(
+            f"{int(unlabelled.sum())} of {len(features)} rows have no gold label (e.g. {examples});"
+            " training needs one per row: fill the label column (or --label-column), or apply a"
+            " trained run to unlabelled prompts with `cer baseline predict RUN SOURCE`"
+        )
     output = Path(config.output_dir)
     jobs: list[tuple[Path, FeatureSet, int, int | None]] = []
     if config.splits:
@@ -97,8 +118,13 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
     return BaselineOutcome(tuple(runs), aggregate, feature_seconds)
 
 
-def predict_source(run_dir: str | Path, source: str, output: str | Path):
-    """Apply a trained run to another source, assembled with the run's own feature settings."""
+def predict_source(run_dir: str | Path, source: str, output: str | Path) -> PredictionOutcome:
+    """Apply a trained run to another source, assembled with the run's own feature settings.
+
+    The source may lack gold labels (a new ``cer textualize`` run without a label column): the
+    predictions then have an empty ``gold`` and there are no metrics. Metrics are computed only
+    when every row has a gold label the model knows.
+    """
     from cer.config import from_mapping, load_yaml
     from featurebaseline.train import load_model, predict_probabilities, to_tensors
     from finetune.metrics import evaluate_predictions
@@ -106,7 +132,7 @@ def predict_source(run_dir: str | Path, source: str, output: str | Path):
 
     run_dir = Path(run_dir)
     saved = from_mapping(BaselineConfig, load_yaml(run_dir / "config.yaml"), source=str(run_dir))
-    features = assemble_features(replace(saved, source=str(source)))
+    features = assemble_features(replace(saved, source=str(source)), labels_required=False)
     model, scaler, labels = load_model(run_dir, features)
     probabilities = predict_probabilities(model, to_tensors(scaler.apply(features), "cpu"))
     rows = features.rows
@@ -115,9 +141,26 @@ def predict_source(run_dir: str | Path, source: str, output: str | Path):
     predictions = prediction_frame(
         rows, probabilities, labels, run_id=run_dir.name, label_column="label"
     )
+    gold = rows["label"]
+    predictions["gold"] = gold.where(gold.notna(), None).to_numpy(dtype=object)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(output, index=False)
-    known = predictions["gold"].isin(labels).all()
-    return predictions, (evaluate_predictions(predictions, labels) if known else None)
+    missing, unknown = int(gold.isna().sum()), sorted(set(gold.dropna()) - set(labels))
+    if missing == len(gold):
+        note = f"{source} has no gold labels: predictions only, no metrics"
+    elif missing:
+        note = (
+            f"{missing} of {len(gold)} rows have no gold label: no metrics (score a fully "
+            "labelled source)"
+        )
+    elif unknown:
+        note = (
+            f"gold label(s) {unknown} are not among the model's labels {list(labels)}: no metrics"
+        )
+    else:
+        metrics = evaluate_predictions(predictions, labels)
+        return PredictionOutcome(predictions, metrics, f"metrics over {len(gold)} labelled rows")
+    return PredictionOutcome(predictions, None, note)
 
 
 def _write_json(path: Path, value: Any) -> None:

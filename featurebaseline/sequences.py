@@ -3,6 +3,8 @@
 Every row (a clip or a window of it) gets its span cut out of the clip's tracks; face frames and
 audio frames are averaged onto the same time grid (``align_to_grid``), so a 5-fps face track and
 a 100-fps LLD track share steps by time. Stages the cache lacks are reported and left missing.
+With an image encoder, the face crops located by the face stage are embedded frame by frame
+(``ImageEncoder``) and join the visual frames on the same grid.
 """
 
 from __future__ import annotations
@@ -78,11 +80,16 @@ def clip_sequences(
     run_cfg, plan, clips = load_run(source)
     by_id = {c.clip_id: c for c in clips}
     stage_cache = StageCache(run_cfg.cache_dir)
-    encoder = None
+    encoder = image = None
     if "audio" in wanted and config.audio_encoder:
         from featurebaseline.encoders import AudioEncoder
 
         encoder = AudioEncoder(config.audio_encoder, cache)
+    if "visual" in wanted and config.image_encoder:
+        from featurebaseline.encoders import ImageEncoder
+
+        image = ImageEncoder(config.image_encoder, cache)
+    boxless: set[str] = set()  # clips whose face track predates face boxes
     step, steps = 1.0 / config.grid_hz, config.max_steps
     n = len(rows)
     out: dict[str, dict] = {
@@ -104,6 +111,11 @@ def clip_sequences(
             if modality == "visual":
                 table = _face_table(desc)
                 tables = None if table is None else [table]
+                if tables and image is not None:
+                    if not desc.face.has_boxes:
+                        boxless.add(clip_id)
+                    crops = image.frames(desc.clip, desc.content_hash, desc.face, run_cfg.fps)
+                    tables.append(crops.astype(np.float64))
             else:
                 tables = _audio_tables(desc, encoder)
                 if tables and not lld_columns:
@@ -127,6 +139,12 @@ def clip_sequences(
                 )
             slot["vec"].append(vector)
             slot["present"][i] = bool(mask.any())
+    if boxless:
+        log.warning(
+            "%d face track(s) have no face boxes (cached by an older face stage, or imported "
+            "tables): no image embeddings for them; textualize again with a new cache_dir",
+            len(boxless),
+        )
     if uncached:
         log.warning(
             "%d clip(s) lack cached stages; run `cer textualize` on %s again to fill the "
@@ -158,7 +176,8 @@ def _stack(
     vectors = np.stack([np.full(vec_width, np.nan) if v is None else v for v in slot["vec"]])
     vectors = np.nan_to_num(vectors.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if modality == "visual":
-        seq_cols = FACE_COLUMNS
+        extra = sequence.shape[-1] - len(FACE_COLUMNS)
+        seq_cols = (*FACE_COLUMNS, *(f"image_{j}" for j in range(extra)))
         vec_cols = tuple(f"{c}_{s}" for s in ("mean", "std") for c in FACE_COLUMNS)
     else:
         extra = sequence.shape[-1] - len(lld_columns)

@@ -5,6 +5,11 @@ megabytes at most), so batches are slices of tensors already on the device. Ever
 ``checkpoints/last.pt`` (model, optimizer, RNG states, best weights so far), so a killed run
 resumes at the next epoch. The run folder has the layout of ``cer finetune`` (``finetune.runs``)
 with the model in ``model/model.pt`` instead of an adapter.
+
+Under ``accelerate launch --num_processes N`` (``--cpu`` without GPUs) training is data-parallel:
+``accelerate`` wraps model and optimizer (DDP averages the gradients), every process takes its
+share of each batch of the same shuffled order, and all evaluate the whole validation split, so
+they stop at the same epoch; only the main process writes checkpoints and the run folder.
 """
 
 from __future__ import annotations
@@ -144,7 +149,11 @@ def fit(
     from finetune.metrics import score
 
     seed_everything(seed)
-    device = pick_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    accelerator = _accelerator(config)
+    device = str(accelerator.device) if accelerator else pick_device(config.device)
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     split = features.rows["split"].to_numpy()
     train_set = features.take(np.flatnonzero(split == "train"))
     val_set = features.take(np.flatnonzero(split == "val"))
@@ -166,10 +175,11 @@ def fit(
         tuple(features.modalities),
         features.dims(),
         leader=_leader_name(config),
+        token_stride=config.token_stride,
     )
-    model = FusionModel(spec).to(device)
+    core = FusionModel(spec).to(device)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        core.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     weight = None
     if config.class_weights:
@@ -189,11 +199,15 @@ def fit(
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if config.resume and checkpoint.exists():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
+        core.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
         torch.set_rng_state(saved["rng"])
         np.random.set_state(saved["np_rng"])
+    model = core
+    if accelerator:
+        model, optimizer = accelerator.prepare(core, optimizer)
+    main = rank == 0
     started = time.perf_counter()
     resumed_from = state["epoch"]
     generator = np.random.default_rng(seed + state["epoch"])
@@ -205,6 +219,10 @@ def fit(
         order = torch.as_tensor(generator.permutation(len(y_train)), device=device)
         for begin in range(0, len(order), config.batch_size):
             batch = order[begin : begin + config.batch_size]
+            if world > 1:
+                if len(batch) < world:  # a share would be empty: every process skips it
+                    continue
+                batch = batch[rank::world]
             logits, aux = model(_slice(x_train, batch))
             lossf = nll if config.arm == "late" else loss_fn
             loss = lossf(logits, y_train[batch])
@@ -212,11 +230,14 @@ def fit(
             if extra is not None:
                 loss = loss + extra
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if accelerator:
+                accelerator.backward(loss)
+            else:
+                loss.backward()
             optimizer.step()
         state["epoch"] += 1
         if len(y_val):
-            predicted = predict_probabilities(model, x_val).argmax(1)
+            predicted = predict_probabilities(core, x_val).argmax(1)
             value = getattr(score(y_val, predicted, labels), config.early_stopping_metric)
         else:  # no validation split: keep the last epoch
             value = float(state["epoch"])
@@ -232,15 +253,17 @@ def fit(
                 best=value,
                 best_epoch=state["epoch"],
                 bad=0,
-                best_weights={k: v.detach().clone() for k, v in model.state_dict().items()},
+                best_weights={k: v.detach().clone() for k, v in core.state_dict().items()},
             )
         else:
             state["bad"] += 1
+        if not main:
+            continue
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = checkpoint.with_suffix(".tmp")
         torch.save(
             {
-                "model": model.state_dict(),
+                "model": core.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "state": state,
                 "rng": torch.get_rng_state(),
@@ -250,7 +273,7 @@ def fit(
         )
         tmp.replace(checkpoint)
     if state["best_weights"] is not None:
-        model.load_state_dict(state["best_weights"])
+        core.load_state_dict(state["best_weights"])
     seconds = time.perf_counter() - started
     epochs_here = state["epoch"] - resumed_from
     summary = {
@@ -264,9 +287,26 @@ def fit(
         "history": state["history"],
         "train_examples": len(y_train),
         "val_examples": len(y_val),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in core.parameters()),
+        "processes": world,
     }
-    return model, scaler, summary
+    return core, scaler, summary
+
+
+def _accelerator(config: BaselineConfig):
+    """An ``accelerate.Accelerator`` when launched as several processes; None otherwise."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # parameters such as the "missing" embedding get no gradient in batches where all are present
+    unused = DistributedDataParallelKwargs(find_unused_parameters=True)
+    cpu = config.device == "cpu" or not torch.cuda.is_available()
+    return Accelerator(cpu=cpu, kwargs_handlers=[unused])
 
 
 def _leader_name(config: BaselineConfig) -> str:

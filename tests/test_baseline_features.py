@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,10 +15,11 @@ import pandas as pd
 import pytest
 from conftest import REPO
 from media_factory import video
+from test_faces import feat_hub  # noqa: F401  (py-feat stand-ins for the image-crop test)
 
 from cer.config import from_mapping, load_yaml
 from featurebaseline.config import BaselineConfig
-from featurebaseline.features import align_to_grid, assemble_features
+from featurebaseline.features import FeatureError, align_to_grid, assemble_features
 from featurebaseline.runner import predict_source, run_baseline
 from featurebaseline.train import FeatureMismatch, load_model
 from textualize.config import TextualizeConfig
@@ -54,6 +57,20 @@ def test_streams_of_different_rates_meet_on_the_same_grid_steps():
     # a span longer than max_steps x step gets coarser (0.25-s) steps, still covering all of it
     long_values, long_mask = align_to_grid(lld, 0.0, 1.0, 0.1, 4)
     assert long_mask.all() and long_values[:, 0].tolist() == pytest.approx([0.8, 3.2, 5.8, 8.2])
+
+
+def test_attention_tokens_average_only_the_steps_that_hold_frames():
+    import torch
+
+    from featurebaseline.models import pool_tokens
+
+    states = torch.arange(1.0, 6.0).view(1, 5, 1)  # steps hold 1 .. 5
+    mask = torch.tensor([[True, True, False, True, False]])
+
+    tokens, kept = pool_tokens(states, mask, 2)
+
+    assert tokens.flatten().tolist() == [1.5, 4.0, 0.0] and kept.tolist() == [[True, True, False]]
+    assert pool_tokens(states, mask, 1)[0] is states
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +167,39 @@ def test_features_that_do_not_fit_a_saved_model_are_a_clear_error(face_run):
 
     with pytest.raises(FeatureMismatch, match=r"visual: model \{'sequence': 27, 'vector': 54\}"):
         load_model(run.run_dir, without_functionals)
-    predictions, metrics = predict_source(
-        run.run_dir, str(face_run / "out"), face_run / "p.parquet"
+    outcome = predict_source(run.run_dir, str(face_run / "out"), face_run / "p.parquet")
+    assert len(outcome.predictions) == 4 and outcome.metrics["rows"]["examples"] == 4
+
+
+def test_unlabelled_prompts_get_predictions_without_metrics(face_run, capsys):
+    """A new `cer textualize` run whose manifest has no label column (same cache: no re-extraction)."""
+    from cer.cli import main
+
+    labelled = pd.read_csv(face_run / "manifest.csv")
+    labelled[["clip_id", "path"]].to_csv(face_run / "new.csv", index=False)
+    cfg = TextualizeConfig(
+        cache_dir=str(face_run / "cache"),
+        face_tables=str(face_run / "tables"),
+        transcript=False,
+        workers=1,
+        progress=False,
     )
-    assert len(predictions) == 4 and metrics["rows"]["examples"] == 4
+    textualize(face_run / "new.csv", face_run / "new_out", cfg)
+    run = run_baseline(face_config(face_run, output_dir=str(face_run / "run_for_new"))).runs[0]
+
+    outcome = predict_source(run.run_dir, str(face_run / "new_out"), face_run / "new.parquet")
+    assert outcome.metrics is None and "no gold labels" in outcome.note
+    written = pd.read_parquet(face_run / "new.parquet")
+    assert written["gold"].isna().all() and set(written["predicted"]) <= {"happy", "sad"}
+    assert sorted(written["clip_id"]) == sorted(labelled["clip_id"])
+    assert written.filter(like="prob_").sum(axis=1).to_numpy() == pytest.approx(np.ones(4))
+
+    code = main(["baseline", "predict", str(run.run_dir), str(face_run / "new_out")])
+    printed = capsys.readouterr().out
+    assert code == 0 and "4 predictions written" in printed and "no metrics" in printed
+    assert (run.run_dir / "predict_new_out.parquet").exists()
+    with pytest.raises(FeatureError, match="4 of 4 rows have no gold label"):
+        run_baseline(face_config(face_run, source=str(face_run / "new_out")))
 
 
 def test_an_interrupted_run_resumes_from_its_last_epoch(face_run):
@@ -217,3 +263,141 @@ def test_every_shipped_config_loads_and_help_works():
     )
     assert "--arm" in done.stdout and "leader" in done.stdout
     assert Path(REPO / "featurebaseline" / "cli.py").exists()
+
+
+@pytest.mark.usefixtures("feat_hub")
+def test_face_crops_become_image_embeddings_in_the_visual_sequence(tmp_path, monkeypatch):
+    """py-feat's two networks are stand-ins (no weights here); decoding, boxes, crops, the image
+    model (a tiny random Hugging Face ResNet) and the cache are real."""
+    from test_faces import FEAT_DATA, SINGLE_FACE_MP4, FakeRetinaNet
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetModel
+
+    from featurebaseline.encoders import ImageEncoder
+    from textualize.cache import StageCache
+    from textualize.media import iter_frames
+
+    FakeRetinaNet.faces = {(360, 640): [SINGLE_FACE_MP4]}
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame(
+        [
+            {"clip_id": "face", "path": str(FEAT_DATA / "single_face.mp4"), "label": "a"},
+            {"clip_id": "empty", "path": str(FEAT_DATA / "no_face.mp4"), "label": "b"},
+        ]
+    ).to_csv(manifest, index=False)
+    cfg = TextualizeConfig(
+        cache_dir=str(tmp_path / "cache"),
+        face="on",
+        fps=2,
+        prosody=False,
+        transcript=False,
+        workers=1,
+        progress=False,
+    )
+    textualize(manifest, tmp_path / "out", cfg)
+    tiny = tmp_path / "tiny-resnet"
+    spec = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    ResNetModel(spec).save_pretrained(tiny)
+    ConvNextImageProcessor(size={"shortest_edge": 64}).save_pretrained(tiny)
+    config = BaselineConfig(
+        source=str(tmp_path / "out"), modalities="V", image_encoder=str(tiny), max_steps=32
+    )
+
+    visual = assemble_features(config).modalities["visual"]
+    image = [visual.sequence_columns.index(f"image_{j}") for j in range(16)]
+    assert visual.sequence_columns[-17:-16] == ("neutral",) and len(visual.sequence_columns) == 43
+    assert visual.present.tolist() == [True, False]
+    filled = np.abs(visual.sequence[0][:, image]).sum(-1) > 0
+    # frames every 0.5 s on a 0.1-s grid: cells 0, 5, 10, ... hold a face and its embedding
+    assert filled.tolist() == visual.steps[0].tolist() and np.flatnonzero(filled)[:3].tolist() == [
+        0,
+        5,
+        10,
+    ]
+    # cell 0 is the first frame alone: its embedding is the model's output for that face's crop
+    first = next(iter_frames(FEAT_DATA / "single_face.mp4", fps=2))
+    x1, y1, x2, y2 = (int(v) for v in SINGLE_FACE_MP4[:4])
+    encoder = ImageEncoder(str(tiny), StageCache(tmp_path / "unused"))
+    loose = encoder._run([first.image[y1:y2, x1:x2]])[0]
+    exact = visual.sequence[0, 0, image]
+    assert np.corrcoef(exact, loose)[0, 1] > 0.9  # py-feat's square box vs the raw detection
+    assert not np.allclose(exact, encoder._run([first.image[:100, :100]])[0], atol=1e-3)
+
+    monkeypatch.setattr(
+        ImageEncoder, "_run", lambda *a: pytest.fail("cached crop embeddings were computed again")
+    )
+    again = assemble_features(config).modalities["visual"]
+    assert np.array_equal(again.sequence, visual.sequence)
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_run_with_accelerate(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` without a GPU: two CPU processes (DDP over
+    gloo) train one run; only the main one writes the folder. (`--cpu` alone starts one process
+    unless mpirun is set up.)"""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((160, 4)).astype(np.float32)
+    table = pd.DataFrame({f"egemaps_{j}": x[:, j] for j in range(4)})
+    table["clip_id"] = [f"c{i}" for i in range(160)]
+    table["label"] = np.where(x[:, 0] + 0.5 * x[:, 1] > 0, "up", "down")
+    table["split"] = ["train"] * 120 + ["val"] * 20 + ["test"] * 20
+    table.to_parquet(tmp_path / "voice.parquet")
+    command = [
+        *(
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+        ),
+        *("--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cer"),
+        *("baseline", "train", "--source", str(tmp_path / "voice.parquet"), "--modalities", "A"),
+        *("--output-dir", str(tmp_path / "run"), "--epochs", "20", "--batch-size", "16"),
+        *("--hidden", "16", "--patience", "0", "--learning-rate", "0.01", "--threads", "1"),
+    ]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, cwd=REPO, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["epochs_run"] == 20
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test"]["rows"]["accuracy"] >= 0.85
+    assert len(pd.read_parquet(tmp_path / "run" / "predictions.parquet")) == 160
+    assert done.stdout.count("test accuracy") == 2  # both processes report; one folder written
+
+
+def test_a_torchvision_backbone_embeds_boxed_faces_and_skips_tracks_without_boxes(
+    tmp_path, monkeypatch
+):
+    import torchvision
+    from test_faces import FEAT_DATA
+
+    from featurebaseline.encoders import ImageEncoder
+    from textualize.cache import StageCache
+    from textualize.records import FACE_BOX_COLUMNS, FACE_FRAME_COLUMNS, Clip, FaceTrack
+
+    built = []
+
+    def offline_resnet(name, weights):  # the default weights cannot be downloaded here
+        built.append((name, weights))
+        return torchvision.models.resnet18(weights=None)
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline_resnet)
+    frames = pd.DataFrame(np.nan, index=range(3), columns=[*FACE_FRAME_COLUMNS, *FACE_BOX_COLUMNS])
+    frames["time"] = [0.0, 0.5, 1.0]
+    frames["face"] = [True, False, True]
+    frames.loc[[0, 2], list(FACE_BOX_COLUMNS)] = [[225, 90, 160, 215], [0, 0, 64, 64]]
+    track = FaceTrack(frames, "py-feat:Detectorv2")
+    clip = Clip(clip_id="face", path=str(FEAT_DATA / "single_face.mp4"))
+    encoder = ImageEncoder("torchvision:resnet18", StageCache(tmp_path / "cache"))
+
+    table = encoder.frames(clip, "hash", track, fps=2)
+
+    assert built == [("resnet18", "DEFAULT")]
+    assert table.shape == (2, 1 + 512) and table[:, 0].tolist() == [0.0, 1.0]  # 512: fc removed
+    assert not np.allclose(table[0, 1:], table[1, 1:])  # the face and a corner differ
+    without = FaceTrack(frames.drop(columns=list(FACE_BOX_COLUMNS)), "py-feat:Detectorv2")
+    assert encoder.frames(clip, "hash", without, fps=2).shape == (0, 513)

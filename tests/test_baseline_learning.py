@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -93,23 +94,54 @@ def test_features_come_from_the_cache_aligned_on_a_time_grid(voice_run):
     assert (text.vector[first] == text.vector[second]).all()
 
 
+def test_token_states_of_minilm_are_a_masked_sequence_cached_beside_the_mean(
+    voice_run, monkeypatch
+):
+    from transformers import AutoTokenizer
+
+    from featurebaseline.encoders import resolve_model
+
+    cfg = config(voice_run, modalities="T", text_pooling="both", text_max_tokens=12)
+    features = assemble_features(cfg)
+    text = features.modalities["text"]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("bundled-minilm"))
+    texts = pd.read_parquet(voice_run / "out" / "prompts.parquet").set_index("clip_id")["gold_text"]
+    counts = [len(tokenizer(texts[c])["input_ids"]) for c in features.rows["clip_id"]]
+
+    assert text.sequence.shape == (32, 12, 384) and text.vector.shape == (32, 384)
+    assert text.steps.sum(1).tolist() == [min(n, 12) for n in counts]  # long ones are cut at 12
+    soup = features.rows.index[features.rows["clip_id"] == "s7_dark_a100"][0]
+    assert counts[soup] == 9  # [CLS] the soup is on the stove . [SEP]
+    assert not text.sequence[soup, 9:].any()
+    # the sentence vector is the mean of the same pass's token states
+    assert text.sequence[soup, :9].mean(0) == pytest.approx(text.vector[soup], abs=1e-5)
+    monkeypatch.setattr(
+        "featurebaseline.encoders.TextEncoder._run",
+        lambda *a: pytest.fail("cached token states were computed again"),
+    )
+    again = assemble_features(replace(cfg, text_pooling="tokens")).modalities["text"]
+    assert again.vector is None and np.array_equal(again.sequence, text.sequence)
+
+
 @pytest.mark.parametrize(
-    "arm,modalities",
+    "arm,modalities,text_pooling",
     [
-        ("early", "TA"),
-        ("attention", "TA"),
-        ("late", "TA"),
-        ("leader", "TA"),
-        ("unimodal", "A"),
+        ("early", "TA", "mean"),
+        ("attention", "TA", "mean"),
+        ("attention", "TA", "tokens"),
+        ("late", "TA", "mean"),
+        ("leader", "TA", "both"),
+        ("unimodal", "A", "mean"),
     ],
 )
-def test_arms_with_the_voice_beat_chance(voice_run, arm, modalities):
+def test_arms_with_the_voice_beat_chance(voice_run, arm, modalities, text_pooling):
     cfg = config(
         voice_run,
         arm=arm,
         modalities=modalities,
         leader="A",
-        output_dir=str(voice_run / f"run_{arm}"),
+        text_pooling=text_pooling,
+        output_dir=str(voice_run / f"run_{arm}_{text_pooling}"),
     )
     run = run_baseline(cfg).runs[0]
 
@@ -119,8 +151,15 @@ def test_arms_with_the_voice_beat_chance(voice_run, arm, modalities):
     assert {"prob_bright", "prob_dark", "gold", "predicted", "run_id"} <= set(predictions.columns)
 
 
-def test_text_alone_stays_at_chance(voice_run):
-    cfg = config(voice_run, arm="unimodal", modalities="T", output_dir=str(voice_run / "run_text"))
+@pytest.mark.parametrize("text_pooling", ["mean", "tokens"])
+def test_text_alone_stays_at_chance(voice_run, text_pooling):
+    cfg = config(
+        voice_run,
+        arm="unimodal",
+        modalities="T",
+        text_pooling=text_pooling,
+        output_dir=str(voice_run / f"run_text_{text_pooling}"),
+    )
     test = run_baseline(cfg).runs[0].metrics["test"]["rows"]
 
     # both voices of a sentence share one embedding, so exactly one of each pair can be right

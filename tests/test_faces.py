@@ -36,6 +36,7 @@ from textualize.records import (
     AU_COLUMNS,
     AU_SCALE_PROBABILITY,
     EMOTION_COLUMNS,
+    FACE_BOX_COLUMNS,
     FACE_FRAME_COLUMNS,
     VideoFrame,
 )
@@ -177,6 +178,11 @@ def test_two_faces_in_an_image_keep_the_most_confident_one(feat_hub):
     assert both["face"] and both["face_score"] == pytest.approx(0.97, abs=1e-4)
     assert [both[au] for au in AU_COLUMNS] == pytest.approx([centre_alone[au] for au in AU_COLUMNS])
     assert both["AU01"] != pytest.approx(left_alone["AU01"], abs=1e-4)
+    # the kept face's box is cached with it, so the face can be cropped again later: py-feat
+    # reports a square around the detection, centred on it
+    x, y, width, height = (both[c] for c in FACE_BOX_COLUMNS)
+    assert (x + width / 2, y + height / 2) == pytest.approx((585, 365), abs=2)
+    assert width == height and 130 <= width < 170
 
     # Swap the scores: now the left face is the one kept.
     swapped = _extract_multi_face([(*LEFT_FACE[:4], 0.97), (*CENTRE_FACE[:4], 0.80)])
@@ -196,7 +202,10 @@ def test_video_with_a_face_gives_the_canonical_table(feat_hub):
     track = extractor.extract(iter(frames))
 
     table = track.frames
-    assert tuple(table.columns) == FACE_FRAME_COLUMNS
+    assert tuple(table.columns) == (*FACE_FRAME_COLUMNS, *FACE_BOX_COLUMNS) and track.has_boxes
+    x, y, width, height = table[list(FACE_BOX_COLUMNS)].to_numpy().T
+    assert x + width / 2 == pytest.approx(np.full(12, 305.0), abs=2)  # centre of SINGLE_FACE_MP4
+    assert y + height / 2 == pytest.approx(np.full(12, 197.5), abs=2)
     assert len(AU_COLUMNS) == 20 and len(table) == len(frames) == 12
     assert table["time"].tolist() == pytest.approx([f.time for f in frames])
     assert table["face"].all()
@@ -216,6 +225,7 @@ def test_video_without_a_face_gives_no_face_rows_never_neutral(feat_hub):
     table = track.frames
     assert len(table) == len(frames) >= 7
     assert not table["face"].any() and track.face_frames.empty
+    assert track.has_boxes and table[list(FACE_BOX_COLUMNS)].isna().all().all()
     values = table[["face_score", *AU_COLUMNS, *EMOTION_COLUMNS]].to_numpy()
     assert np.isnan(values).all()
     assert table["time"].is_monotonic_increasing
@@ -286,6 +296,8 @@ def test_building_the_detector_leaves_autograd_on(monkeypatch, tmp_path):
     import torch
 
     monkeypatch.setattr(faces, "check_face_backend", lambda config: None)
-    monkeypatch.setattr(faces, "_build_detector", lambda name, device: torch.set_grad_enabled(False))
+    monkeypatch.setattr(
+        faces, "_build_detector", lambda name, device: torch.set_grad_enabled(False)
+    )
     faces.FaceExtractor(faces.FaceConfig())
     assert torch.is_grad_enabled()

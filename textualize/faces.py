@@ -3,7 +3,8 @@
 ``FaceExtractor`` builds one py-feat detector and streams decoded frames through it in batches
 (in memory, as tensors: no per-frame image files). Per frame it keeps the most confident face;
 a frame without one becomes a ``face=False`` row with NaN values, never a "neutral" face. The
-result is the canonical ``FaceTrack`` that ``face_tables.read_face_table`` also produces.
+result is the canonical ``FaceTrack`` that ``face_tables.read_face_table`` also produces, plus
+the kept face's box per frame (``FACE_BOX_COLUMNS``), so later steps can crop the face again.
 
 py-feat downloads its weights from the Hugging Face Hub into its own package folder
 (``<site-packages>/feat/resources``, in the Hub cache layout; ``HF_HOME`` is not used for them).
@@ -25,6 +26,7 @@ from textualize.face_tables import FEAT_EMOTION_NAMES, feat_frames
 from textualize.records import (
     AU_COLUMNS,
     AU_SCALE_PROBABILITY,
+    FACE_BOX_COLUMNS,
     FACE_FRAME_COLUMNS,
     FaceTrack,
     VideoFrame,
@@ -60,6 +62,7 @@ REQUIRED_WEIGHTS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
 MULTITASK_ENV = "FEAT_MULTITASK_WEIGHTS"  # py-feat's own override: a local multitask checkpoint
 # The columns of py-feat's result table that the canonical face track is built from.
 _FEAT_COLUMNS = {"frame", "FaceScore", "FaceRectX", *AU_COLUMNS, *FEAT_EMOTION_NAMES}
+_FEAT_BOX = ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight")
 
 
 class FaceModelUnavailable(RuntimeError):
@@ -222,7 +225,9 @@ class FaceExtractor:
         table = (
             pd.concat(parts, ignore_index=True)
             if parts
-            else pd.DataFrame({c: pd.Series(dtype=float) for c in FACE_FRAME_COLUMNS})
+            else pd.DataFrame(
+                {c: pd.Series(dtype=float) for c in (*FACE_FRAME_COLUMNS, *FACE_BOX_COLUMNS)}
+            )
         )
         table["face"] = table["face"].astype(bool)
         return FaceTrack(table, f"py-feat:{self.detector}", AU_SCALE_PROBABILITY)
@@ -240,7 +245,30 @@ class FaceExtractor:
         )
         # With data_type="tensor", py-feat numbers frames 0..len(batch)-1 in each call.
         wanted = [c for c in results.columns if c in _FEAT_COLUMNS]
-        return feat_frames(pd.DataFrame(results[wanted]), np.array([f.time for f in batch]))
+        table = feat_frames(pd.DataFrame(results[wanted]), np.array([f.time for f in batch]))
+        return with_face_boxes(table, pd.DataFrame(results))
+
+
+def with_face_boxes(table: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """``table`` plus the box of each frame's kept face: the most confident one, as in
+    ``feat_frames`` (py-feat's placeholder rows of frames without a face have NaN boxes)."""
+    boxes = np.full((len(table), len(FACE_BOX_COLUMNS)), np.nan)
+    if set(_FEAT_BOX) <= set(results.columns) and len(results):
+        results = results.reset_index(drop=True)
+        score = pd.to_numeric(results["FaceScore"], errors="coerce")
+        valid = score.notna() & (score > 0) & results["FaceRectX"].notna()
+        frame = (
+            results["frame"].astype(int)
+            if "frame" in results.columns
+            else pd.Series(np.arange(len(results)))
+        )
+        if valid.any():
+            best = score[valid].groupby(frame[valid]).idxmax()
+            best = best[(best.index >= 0) & (best.index < len(table))]
+            kept = table["face"].to_numpy(bool)[best.index.to_numpy()]
+            rows = best.to_numpy()[kept]
+            boxes[best.index.to_numpy()[kept]] = results.loc[rows, list(_FEAT_BOX)].to_numpy(float)
+    return table.assign(**dict(zip(FACE_BOX_COLUMNS, boxes.T)))
 
 
 def _batches(frames: Iterable[VideoFrame], size: int) -> Iterator[list[VideoFrame]]:

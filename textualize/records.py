@@ -108,6 +108,8 @@ AU_NAMES: dict[str, str] = {
 AU_COLUMNS = tuple(AU_NAMES)
 EMOTION_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 FACE_FRAME_COLUMNS = ("time", "face", "face_score", *AU_COLUMNS, *EMOTION_COLUMNS)
+# Optional columns of a face track: the kept face's box in pixels of the frame it was found in.
+FACE_BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
 
 # How AU values are scaled in a face track, which decides the activation thresholds.
 AU_SCALE_PROBABILITY = "probability"  # py-feat: probability that the AU is active, 0-1
@@ -121,6 +123,8 @@ class FaceTrack:
     Columns are ``FACE_FRAME_COLUMNS``: ``time`` in seconds from the clip start, ``face`` (bool,
     False for frames where no face was found; their AU/emotion values are NaN), ``face_score``,
     the 20 AUs scaled to 0-1, and the 7 emotion probabilities. AUs a source cannot measure are NaN.
+    A detector's track also has ``FACE_BOX_COLUMNS`` (tracks cached before them, and imported
+    tables, may not): where the kept face lies, NaN in frames without one.
     """
 
     frames: pd.DataFrame
@@ -135,6 +139,10 @@ class FaceTrack:
     @property
     def face_frames(self) -> pd.DataFrame:
         return self.frames[self.frames["face"].astype(bool)]
+
+    @property
+    def has_boxes(self) -> bool:
+        return all(c in self.frames.columns for c in FACE_BOX_COLUMNS)
 
     def between(self, start: float, end: float) -> FaceTrack:
         mask = (self.frames["time"] >= start) & (self.frames["time"] < end)
