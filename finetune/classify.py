@@ -3,11 +3,16 @@
 Reads top to bottom: tokenize the splits, load the model, train with the Hugging Face Trainer
 (length-grouped batches, per-batch padding, optional class weights, early stopping on validation
 F1, checkpoints and resume), predict val/test, save adapter and metrics.
+
+Under ``accelerate launch`` or ``torchrun`` the Trainer trains data-parallel and ``predict``
+gathers every process's rows back into row order; only the main process writes the run folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +21,7 @@ import numpy as np
 
 from finetune.config import TRAINING_DEFAULTS, FinetuneConfig
 from finetune.data import build_dataset, encode_labels, tokenize_texts
-from finetune.runs import RunResult, finish_run, prediction_frame, start_run
+from finetune.runs import RunResult, finish_run, is_main_process, prediction_frame, start_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +51,10 @@ def training_arguments(
         values.setdefault("greater_is_better", True)
     # Mixed precision where the GPU supports it; never on CPU (trl's SFTConfig defaults to bf16).
     values.setdefault("bf16", torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        # Launched as several processes without GPUs: without use_cpu, accelerate would not
+        # set up a (gloo) process group and each process would train alone on all the data.
+        values.setdefault("use_cpu", True)
     if config.method == "qlora":
         values.setdefault("gradient_checkpointing", True)
     values.update(output_dir=str(run_dir / "checkpoints"), seed=seed, **fixed)
@@ -120,6 +129,15 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
+def resume_point(config: FinetuneConfig, run_dir: Path) -> str | None:
+    """The checkpoint to continue from; ``retrain`` discards old checkpoints instead."""
+    if config.retrain:
+        if is_main_process():
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        return None
+    return latest_checkpoint(run_dir) if config.resume else None
+
+
 def train_classifier(
     config: FinetuneConfig,
     frame: pd.DataFrame,
@@ -132,7 +150,13 @@ def train_classifier(
     """Train on ``split == train``, select on ``val``, predict ``val`` and ``test``."""
     from transformers import EarlyStoppingCallback, set_seed
 
-    from finetune.models import load_classifier, load_tokenizer, model_family
+    from finetune.models import (
+        load_classifier,
+        load_tokenizer,
+        memory_advice,
+        model_family,
+        save_merged,
+    )
 
     set_seed(seed)
     start_run(config, run_dir, labels)
@@ -162,17 +186,18 @@ def train_classifier(
     if args.load_best_model_at_end and config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
     trainer = make_trainer(model, args, tokenizer, datasets, weights, callbacks)
-    resume_from = latest_checkpoint(run_dir) if config.resume else None
+    resume_from = resume_point(config, run_dir)
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume_from)
+    with memory_advice(config, "training"):
+        output = trainer.train(resume_from_checkpoint=resume_from)
     train_seconds = time.perf_counter() - started
 
-    trainer.model.save_pretrained(run_dir / "adapter")
-    tokenizer.save_pretrained(run_dir / "adapter")
+    trainer.save_model(str(run_dir / "adapter"))  # main process only; saves the tokenizer too
     predictions = []
     for split in ("val", "test"):
         if split in datasets:
-            logits = trainer.predict(datasets[split]).predictions
+            with memory_advice(config, "predicting with"):
+                logits = trainer.predict(datasets[split]).predictions
             logits = logits[0] if isinstance(logits, tuple) else logits
             predictions.append(
                 prediction_frame(
@@ -199,7 +224,10 @@ def train_classifier(
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "truncation": truncation,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "processes": args.world_size,
     }
+    if config.save_merged and trainer.is_world_process_zero():
+        summary["merged"] = save_merged(trainer.model, config, labels, tokenizer, run_dir)
     return finish_run(run_dir, pd.concat(predictions, ignore_index=True), labels, summary)
 
 

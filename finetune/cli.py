@@ -4,7 +4,9 @@
     cer finetune predict RUN PROMPTS [--output predictions.parquet]
 
 ``train`` also covers generative SFT (``--mode generate``), zero-shot scoring (``--mode
-zeroshot``) and cross-validation (``--splits FILE``).
+zeroshot``) and cross-validation (``--splits FILE``). Data-parallel on several GPUs or machines::
+
+    accelerate launch --multi_gpu --num_processes N -m cer.cli finetune train --config X.yaml
 """
 
 from __future__ import annotations
@@ -63,20 +65,31 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import logging
+
     from finetune.config import resolve_config
     from finetune.runner import run_finetune
+    from finetune.runs import is_main_process
 
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("cer finetune: %(message)s"))
+    logger = logging.getLogger("finetune")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if is_main_process() else logging.WARNING)
     try:
         outcome = run_finetune(resolve_config(args, args.config))
     except _user_errors() as err:
         print(f"cer finetune train: error: {err}", file=sys.stderr)
         return 2
+    if not is_main_process():  # other ranks of a distributed launch: rank 0 reports
+        return 0
     for run in outcome.runs:
         split = "test" if "test" in run.metrics else "val"
         rows = run.metrics[split]["rows"]
         print(
             f"{run.run_dir}: {split} accuracy {rows['accuracy']:.3f} "
             f"macro F1 {rows['macro_f1']:.3f} weighted F1 {rows['weighted_f1']:.3f}"
+            + (" (finished earlier, not retrained)" if run.reused else "")
         )
     if outcome.aggregate:
         rows = outcome.aggregate["rows"]

@@ -153,6 +153,22 @@ class FinetuneConfig:
     resume: bool = field(
         default=True, metadata={"help": "continue from the last checkpoint in the run folder"}
     )
+    retrain: bool = field(
+        default=False,
+        metadata={
+            "help": "train again even where the run folder already holds a finished run with "
+            "this config (finished runs are otherwise read back, not retrained); drops its "
+            "checkpoints"
+        },
+    )
+    save_merged: bool = field(
+        default=False,
+        metadata={
+            "help": "after LoRA/QLoRA training also write RUN/merged/: the adapter merged into "
+            "the base weights, loadable with plain from_pretrained (QLoRA: merged into the base "
+            "reloaded unquantized in bfloat16)"
+        },
+    )
     instruction: str = field(
         default="Which emotion is expressed? Answer with one of: {labels}.",
         metadata={"help": "question appended to the prompt in generate/zeroshot modes"},
@@ -178,6 +194,12 @@ class FinetuneConfig:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}")
         if not self.seeds:
             raise ConfigError("seeds must list at least one seed, e.g. seeds: [42]")
+        if self.save_merged and (self.method == "full" or self.mode == "zeroshot"):
+            raise ConfigError(
+                "save_merged merges a LoRA adapter into its base; with method full the run's "
+                "adapter/ folder already is the whole model, and zeroshot trains nothing: "
+                "drop save_merged"
+            )
 
     def lora_settings(self, family: str) -> tuple[int, int, float, tuple[str, ...]]:
         """(rank, alpha, dropout, target modules) with family defaults filled in."""

@@ -75,7 +75,13 @@ def check_prompts(
             "drop them or re-render them before fine-tuning"
         )
     if require_labels and frame[label_column].isna().any():
-        raise PromptDataError(f"{int(frame[label_column].isna().sum())} row(s) have no label")
+        unlabelled = frame[label_column].isna()
+        ids = frame.loc[unlabelled, "clip_id"].astype(str).head(5).tolist()
+        raise PromptDataError(
+            f"{int(unlabelled.sum())} row(s) have no label in column {label_column!r} (clip ids "
+            f"{ids} ...); fill in their labels or drop them (`cer finetune predict` takes "
+            "unlabelled prompts)"
+        )
     if "unit_id" not in frame.columns:
         frame["unit_id"] = frame["clip_id"].astype(str)
     if "split" in frame.columns:

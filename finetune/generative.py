@@ -3,6 +3,9 @@
 Evaluation never parses free text: every label name is scored as the assistant's answer (sum of
 its token log-probabilities, end-of-turn included so "sad" cannot win by being a prefix of
 "sadness"), and the softmax over the label set gives class probabilities.
+
+Under ``accelerate launch``/``torchrun`` SFT trains data-parallel, but scoring is not sharded:
+every process scores all val/test rows (same numbers) and only the main process writes them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finetune.config import FinetuneConfig
-from finetune.runs import RunResult, finish_run, prediction_frame, start_run
+from finetune.runs import RunResult, finish_run, is_main_process, prediction_frame, start_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -120,12 +123,27 @@ def train_generative(
     """SFT (mode generate) or no training (mode zeroshot); then score val/test over labels."""
     from transformers import set_seed
 
-    from finetune.classify import latest_checkpoint, training_arguments
-    from finetune.models import load_causal_lm, load_tokenizer, lora_config
+    from finetune.classify import resume_point, training_arguments
+    from finetune.models import (
+        ModelLoadError,
+        load_causal_lm,
+        load_tokenizer,
+        lora_config,
+        memory_advice,
+        require_decoder,
+        save_merged,
+    )
+    from finetune.predict import on_inference_device
 
     set_seed(seed)
     start_run(config, run_dir, labels)
+    require_decoder(config)
     tokenizer = load_tokenizer(config)
+    if tokenizer.eos_token is None:
+        raise ModelLoadError(
+            f"the tokenizer of {config.model!r} has no end-of-sequence token, which ends every "
+            "answer in generate/zeroshot modes; use a causal LM checkpoint whose tokenizer has one"
+        )
     model = load_causal_lm(config)
     parts = {s: frame[frame["split"] == s] for s in ("train", "val", "test")}
     summary: dict[str, Any] = {
@@ -163,24 +181,29 @@ def train_generative(
             if config.method != "full"
             else None,
         )
-        resume_from = latest_checkpoint(run_dir) if config.resume else None
+        resume_from = resume_point(config, run_dir)
         started = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=resume_from)
+        with memory_advice(config, "training"):
+            output = trainer.train(resume_from_checkpoint=resume_from)
         summary.update(
             train_seconds=time.perf_counter() - started,
             global_step=output.global_step,
             resumed_from=resume_from,
             train_examples=len(parts["train"]),
+            processes=args.world_size,
         )
+        trainer.save_model(str(run_dir / "adapter"))  # main process only; with the tokenizer
         model = trainer.model
-    if config.mode == "generate":
-        model.save_pretrained(run_dir / "adapter")
-    tokenizer.save_pretrained(run_dir / "adapter")
+    else:
+        model = on_inference_device(model, config)
+        if is_main_process():
+            tokenizer.save_pretrained(run_dir / "adapter")
     predictions = []
     for split in ("val", "test"):
         if not parts[split].empty:
             texts = [question(config, t, labels) for t in parts[split][config.text_column]]
-            probabilities = score_labels(model, tokenizer, texts, labels)
+            with memory_advice(config, "scoring labels with"):
+                probabilities = score_labels(model, tokenizer, texts, labels)
             predictions.append(
                 prediction_frame(
                     parts[split],
@@ -190,6 +213,8 @@ def train_generative(
                     label_column=config.label_column,
                 )
             )
+    if config.save_merged and is_main_process():
+        summary["merged"] = save_merged(model, config, labels, tokenizer, run_dir)
     import pandas as pd
 
     return finish_run(run_dir, pd.concat(predictions, ignore_index=True), labels, summary)

@@ -5,14 +5,22 @@ Decoders get a classification head on the last non-padding token
 ``LlamaForSequenceClassification``, as in Richet et al. 2024). QLoRA loads the base in 4-bit NF4
 with double quantization and bf16 compute, prepares it for k-bit training (which also turns on
 gradient checkpointing) and trains LoRA adapters on top.
+
+``save_merged`` folds a trained adapter into its base. A 4-bit base is never merged into: the
+NF4 weights would be re-quantized after adding the update, silently losing part of it. For QLoRA
+the base is reloaded unquantized (bfloat16, the QLoRA compute dtype) and the adapter merged there,
+as the peft documentation recommends; that model is close to, not identical with, the 4-bit one
+the adapter was trained against, so the summary says so.
 """
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from finetune.config import FinetuneConfig
+from finetune.config import TRAINING_DEFAULTS, FinetuneConfig
 
 #: Model types that are encoders; everything else with a causal LM head counts as a decoder.
 ENCODER_TYPES = {
@@ -35,6 +43,12 @@ class ModelLoadError(RuntimeError):
 
 
 def _source(config: FinetuneConfig) -> dict[str, Any]:
+    """Where to load from (GGUF file inside the model folder); a missing local folder fails here."""
+    if config.model.startswith(("/", ".", "~")) and not Path(config.model).expanduser().exists():
+        raise ModelLoadError(
+            f"model directory {config.model!r} does not exist; set model: to a checkpoint "
+            "directory (config.json and weights) or a hub name"
+        )
     return {"gguf_file": config.gguf_file} if config.gguf_file else {}
 
 
@@ -44,8 +58,9 @@ def model_family(config: FinetuneConfig) -> str:
         return config.family
     from transformers import AutoConfig
 
+    source = _source(config)
     try:
-        model_config = AutoConfig.from_pretrained(config.model, **_source(config))
+        model_config = AutoConfig.from_pretrained(config.model, **source)
     except (OSError, ValueError) as err:
         raise ModelLoadError(
             f"cannot read a model config from {config.model!r}: {err}. Pass a local checkpoint "
@@ -57,8 +72,9 @@ def model_family(config: FinetuneConfig) -> str:
 def load_tokenizer(config: FinetuneConfig) -> Any:
     from transformers import AutoTokenizer
 
+    source = _source(config)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.model, **_source(config))
+        tokenizer = AutoTokenizer.from_pretrained(config.model, **source)
     except OSError as err:
         raise ModelLoadError(
             f"cannot load a tokenizer from {config.model!r}: {err}. Pass a local checkpoint "
@@ -111,18 +127,14 @@ def load_classifier(config: FinetuneConfig, labels: tuple[str, ...], tokenizer: 
     if config.method == "qlora":
         if family == "encoder":
             raise ModelLoadError("QLoRA is for decoders; use method: lora for encoder models")
-        kwargs["quantization_config"] = quantization_config()
+        kwargs.update(quantized_placement())
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(config.model, **kwargs)
+        with memory_advice(config, "loading the model"):
+            model = AutoModelForSequenceClassification.from_pretrained(config.model, **kwargs)
     except ValueError as err:
         raise ModelLoadError(
             f"{config.model!r} has no sequence-classification architecture in transformers "
             f"({err}); use a BERT-like encoder or a causal LM such as Llama/Mistral/Qwen"
-        ) from err
-    except torch_oom_errors() as err:
-        raise ModelLoadError(
-            f"{config.model!r} does not fit in memory; use method: qlora, a smaller model or "
-            "a machine with more GPU memory"
         ) from err
     model.config.pad_token_id = tokenizer.pad_token_id
     if config.method == "full":
@@ -141,28 +153,115 @@ def load_classifier(config: FinetuneConfig, labels: tuple[str, ...], tokenizer: 
         ) from err
 
 
-def torch_oom_errors() -> tuple[type[BaseException], ...]:
+def quantized_placement() -> dict[str, Any]:
+    """4-bit loading arguments; on GPUs each process's base goes to its own device, since a
+    quantized model cannot be moved after loading (and all ranks would otherwise share GPU 0)."""
     import torch
 
-    return (torch.OutOfMemoryError, MemoryError)
+    placement: dict[str, Any] = {"quantization_config": quantization_config()}
+    if torch.cuda.is_available():
+        placement["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    return placement
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A CUDA out-of-memory error, or a CPU allocation failure (a plain RuntimeError in torch)."""
+    import torch
+
+    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+    )
+
+
+@contextmanager
+def memory_advice(config: FinetuneConfig, stage: str):
+    """Turn running out of memory during ``stage`` into a ModelLoadError that says what to lower."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        training = {**TRAINING_DEFAULTS, **config.training}
+        batch = training["per_device_train_batch_size"]
+        advice = [
+            f"lower per_device_train_batch_size (now {batch}; raise "
+            + "gradient_accumulation_steps to keep the effective batch size)",
+            f"lower max_length (now {config.max_length} tokens)",
+        ]
+        if config.method != "qlora" and model_family(config) == "decoder":
+            advice.append("use method: qlora (4-bit base, decoders only)")
+        if not training.get("gradient_checkpointing"):
+            advice.append("set gradient_checkpointing: true")
+        raise ModelLoadError(
+            f"out of memory while {stage} {config.model!r} ({err}). To fit: "
+            + "; ".join(advice)
+            + "; or use a smaller model or a device with more memory"
+        ) from err
+
+
+def require_decoder(config: FinetuneConfig) -> None:
+    """Generation needs a causal LM: an encoder would load with a random LM head and score noise."""
+    if model_family(config) == "encoder":
+        raise ModelLoadError(
+            f"{config.model!r} is an encoder (BERT-like); generate/zeroshot modes need a decoder "
+            "checkpoint (e.g. an instruct Llama). Use mode: classify for encoders."
+        )
 
 
 def load_causal_lm(config: FinetuneConfig) -> Any:
     """The causal LM for generative SFT and zero-shot scoring (4-bit for QLoRA)."""
     from transformers import AutoModelForCausalLM
 
+    require_decoder(config)
     kwargs: dict[str, Any] = dict(_source(config))
     if config.method == "qlora":
-        kwargs["quantization_config"] = quantization_config()
+        kwargs.update(quantized_placement())
     try:
-        return AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
+        with memory_advice(config, "loading the model"):
+            return AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
     except ValueError as err:
         raise ModelLoadError(
             f"{config.model!r} is not a causal language model; generate/zeroshot modes need "
             "a decoder checkpoint (e.g. an instruct Llama)"
         ) from err
-    except torch_oom_errors() as err:
-        raise ModelLoadError(f"{config.model!r} does not fit in memory; try method: qlora") from err
+
+
+def save_merged(
+    model: Any, config: FinetuneConfig, labels: tuple[str, ...], tokenizer: Any, run_dir: Path
+) -> dict[str, Any]:
+    """Write ``run_dir/merged``: the trained LoRA adapter folded into the base weights, with the
+    tokenizer, loadable by plain ``from_pretrained``. Returns a note for the run summary."""
+    import torch
+
+    note: dict[str, Any] = {"path": "merged"}
+    if config.method == "qlora":
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+        kwargs: dict[str, Any] = {**_source(config), "dtype": torch.bfloat16}
+        if config.mode == "classify":
+            auto = AutoModelForSequenceClassification
+            kwargs.update(
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={name: i for i, name in enumerate(labels)},
+            )
+        else:
+            auto = AutoModelForCausalLM
+        with memory_advice(config, "reloading the unquantized base of"):
+            base = auto.from_pretrained(config.model, **kwargs)
+        base.config.pad_token_id = tokenizer.pad_token_id
+        model = PeftModel.from_pretrained(base, run_dir / "adapter")
+        note.update(
+            base="reloaded unquantized in bfloat16",
+            caveat="the adapter was trained on the 4-bit NF4 base; the merged model's outputs "
+            "are close to, not identical with, those of the run",
+        )
+    merged = model.merge_and_unload()
+    merged.save_pretrained(run_dir / "merged")
+    tokenizer.save_pretrained(run_dir / "merged")
+    note["dtype"] = str(next(merged.parameters()).dtype).removeprefix("torch.")
+    return note
 
 
 def dequantize_gguf(model_dir: str | Path, gguf_file: str, out_dir: str | Path) -> Path:

@@ -22,14 +22,18 @@ def load_run_model(run_dir: str | Path) -> tuple[Any, Any, Any, tuple[str, ...]]
     """(config, model, tokenizer, labels) of a finished run, ready for inference."""
     from transformers import AutoTokenizer
 
-    from finetune.models import load_causal_lm, quantization_config
+    from finetune.models import load_causal_lm, quantized_placement
 
     run_dir = Path(run_dir)
     config, labels = read_run(run_dir)
     adapter = run_dir / "adapter"
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     has_adapter = (adapter / "adapter_config.json").exists()
-    if config.mode != "classify":
+    if config.mode == "generate" and config.method == "full":
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(adapter)  # the whole fine-tuned model
+    elif config.mode != "classify":
         model = load_causal_lm(config)
     elif has_adapter:
         from transformers import AutoModelForSequenceClassification
@@ -38,23 +42,27 @@ def load_run_model(run_dir: str | Path) -> tuple[Any, Any, Any, tuple[str, ...]]
         if config.gguf_file:
             kwargs["gguf_file"] = config.gguf_file
         if config.method == "qlora":
-            kwargs["quantization_config"] = quantization_config()
+            kwargs.update(quantized_placement())
         model = AutoModelForSequenceClassification.from_pretrained(config.model, **kwargs)
         model.config.pad_token_id = tokenizer.pad_token_id
     else:
         from transformers import AutoModelForSequenceClassification
 
-        return (
-            config,
-            AutoModelForSequenceClassification.from_pretrained(adapter),
-            tokenizer,
-            labels,
-        )
+        model = AutoModelForSequenceClassification.from_pretrained(adapter)
     if has_adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter)
-    return config, model.eval(), tokenizer, labels
+    return config, on_inference_device(model, config).eval(), tokenizer, labels
+
+
+def on_inference_device(model: Any, config: Any) -> Any:
+    """The model on the GPU when there is one (a 4-bit model is already placed when loaded)."""
+    import torch
+
+    if torch.cuda.is_available() and config.method != "qlora":
+        return model.to("cuda")
+    return model
 
 
 def classify_texts(model: Any, tokenizer: Any, input_ids: list[list[int]], batch_size: int = 32):

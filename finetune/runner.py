@@ -3,15 +3,19 @@
 Without a splits file the ``split`` column of the prompts decides train/val/test. With one, each
 selected fold of the protocol is a run (``OUTPUT/fold<F>_seed<S>/``) and
 ``OUTPUT/cv_metrics.json`` holds the mean and standard deviation over folds and seeds.
+
+Each run folder's ``config.yaml`` is the config of that run alone (its folder, seed and fold), so
+a rerun with the same options, or with more seeds or folds, reads finished runs back and trains
+only the missing ones (``retrain: true`` trains everything again).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from finetune.config import FinetuneConfig
+from finetune.config import FinetuneConfig, flat_mapping
 from finetune.data import (
     PromptDataError,
     apply_splits,
@@ -28,6 +32,16 @@ class FinetuneOutcome:
 
     runs: tuple[RunResult, ...]
     aggregate: dict[str, Any] | None
+
+
+def run_config(config: FinetuneConfig, run_dir: Path, seed: int, fold: int | None):
+    """The config of one job, as written to its run folder."""
+    return replace(
+        config,
+        output_dir=str(run_dir),
+        seeds=(seed,),
+        folds=(fold,) if fold is not None else config.folds,
+    )
 
 
 def run_one(config: FinetuneConfig, frame: Any, run_dir: Path, seed: int) -> RunResult:
@@ -69,7 +83,12 @@ def run_finetune(config: FinetuneConfig) -> FinetuneOutcome:
     else:
         jobs.extend((output / f"seed{seed}", frame, seed, None) for seed in config.seeds)
 
+    configs = {run_dir: run_config(config, run_dir, seed, fold) for run_dir, _, seed, fold in jobs}
     runs, aggregate = train_jobs(
-        jobs, lambda run_dir, data, seed: run_one(config, data, run_dir, seed), output
+        jobs,
+        lambda run_dir, data, seed: run_one(configs[run_dir], data, run_dir, seed),
+        output,
+        written_config=lambda run_dir, seed, fold: flat_mapping(configs[run_dir]),
+        retrain=config.retrain,
     )
     return FinetuneOutcome(tuple(runs), aggregate)

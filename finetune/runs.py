@@ -9,12 +9,20 @@
     RUN/metrics.json         per split: rows (and clip-level when windows share a clip)
     RUN/predictions.parquet  clip_id, unit_id, split, gold, predicted, prob_<label>..., run_id
     RUN/adapter/             peft adapter (PeftModel.from_pretrained) or full model, + tokenizer
+    RUN/merged/              with save_merged: adapter merged into the base (plain from_pretrained)
     RUN/checkpoints/         Trainer checkpoints, used to resume an interrupted run
+
+A run is finished when metrics, predictions and summary are all there (the summary is written
+last). ``train_jobs`` reads finished runs back instead of training them again, so an interrupted
+cross-validation only trains the folds that are missing. Under a distributed launch
+(``accelerate launch``, ``torchrun``) every process trains, but only the main one writes here.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +34,17 @@ from finetune.config import FinetuneConfig, config_from_mapping, save_resolved
 from finetune.metrics import evaluate_predictions, probability_columns
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
     import pandas as pd
 
 VERSIONED = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes")
+#: Files that make a run folder finished; summary.json is written last.
+FINISHED_FILES = ("predictions.parquet", "metrics.json", "summary.json")
+#: Config keys that say how to run, not what the run is: ignored when comparing configs.
+RUN_CONTROL_KEYS = ("resume", "retrain")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,24 @@ class RunResult:
     run_id: str
     metrics: dict[str, Any]
     summary: dict[str, Any]
+    reused: bool = False  # read back from a finished run folder instead of trained
+
+
+def is_main_process() -> bool:
+    """False in all but the global rank 0 of a distributed launch (torchrun, accelerate launch,
+    mpirun); read from the environment, so it holds before the process group exists."""
+    for name in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"):
+        if name in os.environ:
+            return os.environ[name] == "0"
+    return True
+
+
+def wait_for_other_processes() -> None:
+    """A barrier across processes when training is distributed; nothing otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def library_versions() -> dict[str, str]:
@@ -54,6 +88,8 @@ def library_versions() -> dict[str, str]:
 
 
 def start_run(config: FinetuneConfig, run_dir: Path, labels: tuple[str, ...]) -> None:
+    if not is_main_process():
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     save_resolved(config, run_dir / "config.yaml")
     _write_json(run_dir / "versions.json", library_versions())
@@ -89,12 +125,14 @@ def prediction_frame(
 def finish_run(
     run_dir: Path, predictions: pd.DataFrame, labels: tuple[str, ...], summary: dict[str, Any]
 ) -> RunResult:
-    """Score predictions per split and write metrics, predictions and summary."""
+    """Score predictions per split and write metrics, predictions and summary (main process)."""
     metrics = {
         split: evaluate_predictions(part, labels)
         for split, part in predictions.groupby("split", sort=True)
         if part["gold"].notna().all()
     }
+    if not is_main_process():
+        return RunResult(run_dir, summary["run_id"], metrics, summary)
     predictions.to_parquet(run_dir / "predictions.parquet", index=False)
     _write_json(run_dir / "metrics.json", metrics)
     _write_json(run_dir / "summary.json", summary)
@@ -120,17 +158,67 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
 
 
-def train_jobs(jobs, train, output: Path) -> tuple[list[RunResult], dict | None]:
+def finished_run(run_dir: str | Path, written_config: Mapping[str, Any]) -> RunResult | None:
+    """The result of a finished run folder whose config.yaml equals ``written_config`` (the
+    mapping its train function writes, compared as YAML and without ``RUN_CONTROL_KEYS``)."""
+    import yaml
+
+    from cer.config import ConfigError, load_yaml
+
+    run_dir = Path(run_dir)
+    if not all((run_dir / name).is_file() for name in (*FINISHED_FILES, "config.yaml")):
+        return None
+    try:
+        saved = load_yaml(run_dir / "config.yaml")
+        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (ConfigError, json.JSONDecodeError):
+        return None
+    expected = yaml.safe_load(yaml.safe_dump(dict(written_config), sort_keys=False))
+    for key in RUN_CONTROL_KEYS:
+        saved.pop(key, None)
+        expected.pop(key, None)
+    if saved != expected:
+        return None
+    return RunResult(run_dir, summary["run_id"], metrics, summary, reused=True)
+
+
+def train_jobs(
+    jobs: Iterable[tuple[Path, Any, int, int | None]],
+    train: Callable[[Path, Any, int], RunResult],
+    output: Path,
+    *,
+    written_config: Callable[[Path, int, int | None], Mapping[str, Any]] | None = None,
+    retrain: bool = False,
+) -> tuple[list[RunResult], dict | None]:
     """Run ``train(run_dir, data, seed)`` for each (run_dir, data, seed, fold) job.
 
     Shared by ``cer finetune`` and ``cer baseline`` so both write the same ``cv_metrics.json``
     (mean and standard deviation over folds and seeds) when there is more than one run.
+
+    With ``written_config(run_dir, seed, fold)`` (the config mapping ``train`` writes to
+    ``run_dir/config.yaml``), a job whose folder already holds a finished run with that config is
+    read back instead of trained, unless ``retrain``. A folder that is retrained first loses its
+    old metrics, predictions and summary, so a crash can never leave them beside a new config.
     """
     from finetune.metrics import aggregate_runs
 
     runs, records = [], []
     for run_dir, data, seed, fold in jobs:
-        result = train(run_dir, data, seed)
+        run_dir = Path(run_dir)
+        result = None
+        if written_config is not None and not retrain:
+            result = finished_run(run_dir, written_config(run_dir, seed, fold))
+        if result is not None:
+            log.info(
+                "skipping finished run %s (same config; retrain: true trains it again)", run_dir
+            )
+        else:
+            if is_main_process():
+                for name in FINISHED_FILES:
+                    (run_dir / name).unlink(missing_ok=True)
+            result = train(run_dir, data, seed)
+            wait_for_other_processes()
         runs.append(result)
         split = "test" if "test" in result.metrics else "val"
         records.append(
@@ -139,5 +227,6 @@ def train_jobs(jobs, train, output: Path) -> tuple[list[RunResult], dict | None]
     aggregate = None
     if len(runs) > 1:
         aggregate = {"per_run": records, **aggregate_runs(records)}
-        _write_json(output / "cv_metrics.json", aggregate)
+        if is_main_process():
+            _write_json(output / "cv_metrics.json", aggregate)
     return runs, aggregate

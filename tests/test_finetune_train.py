@@ -56,16 +56,20 @@ def prompts(tmp_path_factory):
     return synthetic_prompts(tmp_path_factory.mktemp("prompts") / "prompts.parquet")
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory):
+def tiny_bert_checkpoint(out) -> str:
+    """A randomly initialised 2-layer BERT (hidden size 32) with the MiniLM tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    out = tmp_path_factory.mktemp("tiny_bert")
     BertModel(
         BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     ).save_pretrained(out)
     AutoTokenizer.from_pretrained(MINILM).save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    return tiny_bert_checkpoint(tmp_path_factory.mktemp("tiny_bert"))
 
 
 @pytest.fixture(scope="session")
