@@ -163,6 +163,13 @@ class BaselineConfig:
     resume: bool = field(
         default=True, metadata=_help("continue from the last checkpoint in the run folder")
     )
+    retrain: bool = field(
+        default=False,
+        metadata=_help(
+            "train again even when a run folder already holds a finished run with this config "
+            "(by default such runs are read back, so an interrupted cross-validation resumes)"
+        ),
+    )
     threads: int = field(
         default=0,
         metadata=_help(

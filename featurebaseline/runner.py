@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cer.config import save_config
+from cer.config import save_config, to_mapping
 from featurebaseline.config import BaselineConfig
 from featurebaseline.features import FeatureError, FeatureSet, assemble_features
 from finetune.runs import RunResult, train_jobs
@@ -37,6 +37,11 @@ class PredictionOutcome:
     note: str  # why there are no metrics, or which rows they cover
 
 
+def run_config(config: BaselineConfig, run_dir: Path, seed: int) -> BaselineConfig:
+    """The config one run folder records: its own folder and seed."""
+    return replace(config, output_dir=str(run_dir), seeds=(seed,))
+
+
 def train_one(config: BaselineConfig, features: FeatureSet, run_dir: Path, seed: int) -> RunResult:
     """Train, save and evaluate one arm on one split assignment; writes the run folder."""
     from featurebaseline.train import fit, predict_probabilities, save_model, to_tensors
@@ -47,8 +52,7 @@ def train_one(config: BaselineConfig, features: FeatureSet, run_dir: Path, seed:
     main = is_main_process()  # under `accelerate launch`, only rank 0 writes the run folder
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
-        saved = replace(config, output_dir=str(run_dir), seeds=(seed,))
-        save_config(saved, run_dir / "config.yaml")
+        save_config(run_config(config, run_dir, seed), run_dir / "config.yaml")
         _write_json(run_dir / "versions.json", library_versions())
         _write_json(run_dir / "labels.json", list(labels))
     model, scaler, summary = fit(config, features, labels, run_dir, seed)
@@ -113,7 +117,11 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
     else:
         jobs += [(output / f"seed{s}", features, s, None) for s in config.seeds]
     runs, aggregate = train_jobs(
-        jobs, lambda run_dir, data, seed: train_one(config, data, run_dir, seed), output
+        jobs,
+        lambda run_dir, data, seed: train_one(config, data, run_dir, seed),
+        output,
+        written_config=lambda run_dir, seed, fold: to_mapping(run_config(config, run_dir, seed)),
+        retrain=config.retrain,
     )
     return BaselineOutcome(tuple(runs), aggregate, feature_seconds)
 

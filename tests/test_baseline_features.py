@@ -401,3 +401,17 @@ def test_a_torchvision_backbone_embeds_boxed_faces_and_skips_tracks_without_boxe
     assert not np.allclose(table[0, 1:], table[1, 1:])  # the face and a corner differ
     without = FaceTrack(frames.drop(columns=list(FACE_BOX_COLUMNS)), "py-feat:Detectorv2")
     assert encoder.frames(clip, "hash", without, fps=2).shape == (0, 513)
+
+
+def test_a_finished_run_is_read_back_not_retrained(face_run):
+    config = face_config(face_run, output_dir=str(face_run / "run_reuse"), epochs=2, patience=0)
+    first = run_baseline(config).runs[0]
+    stamp = (first.run_dir / "predictions.parquet").stat().st_mtime_ns
+
+    again = run_baseline(config).runs[0]
+    assert again.reused
+    assert again.metrics["test"]["rows"]["macro_f1"] == first.metrics["test"]["rows"]["macro_f1"]
+    assert (again.run_dir / "predictions.parquet").stat().st_mtime_ns == stamp
+
+    retrained = run_baseline(replace(config, retrain=True)).runs[0]
+    assert not retrained.reused
