@@ -1,6 +1,6 @@
 """Training time per epoch of every fusion arm on a synthetic MELD-sized feature set (CPU).
 
-    python experiments/bench_baseline_arms.py [--examples 10000] [--epochs 2] [--threads 1]
+    python -m experiments.bench_baseline_arms [--examples 10000] [--epochs 2] [--threads 1]
 
 The feature set has the shapes a textualized MELD run gives: visual 27 columns (20 AUs + 7
 emotions) and audio 25 eGeMAPS LLD columns on a 64-step grid with partly masked steps, 54 face

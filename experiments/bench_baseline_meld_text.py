@@ -1,6 +1,6 @@
 """MELD text features only: frozen MiniLM sentence embeddings + the early-fusion arm, on CPU.
 
-    python experiments/bench_baseline_meld_text.py [--config experiments/baseline/meld_text_early.yaml]
+    python -m experiments.bench_baseline_meld_text [--config experiments/baseline/meld_text_early.yaml]
 
 Reads the gold transcripts of /work/shared/data/meld/*_sent_emo.csv with the MELD card's text
 repair (``data_cards.meld.read_meld_csv``), writes them as a table, trains the configured arm on

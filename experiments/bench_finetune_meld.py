@@ -1,6 +1,6 @@
 """MELD text-only with MiniLM + LoRA on CPU: test accuracy, macro/weighted F1, training time.
 
-    python experiments/bench_finetune_meld.py [--config experiments/finetune/meld_minilm_lora.yaml]
+    python -m experiments.bench_finetune_meld [--config experiments/finetune/meld_minilm_lora.yaml]
 
 Builds a prompts table from the gold transcripts in /work/shared/data/meld/*.csv (train/dev/test,
 mojibake repaired), runs ``cer finetune train`` with the config, and writes

@@ -1,7 +1,7 @@
 """Training throughput: per-batch padding + length grouping vs padding to the longest prompt.
 
-    python experiments/bench_finetune_padding.py [--steps 40] [--batch-size 32]
-    python experiments/bench_finetune_padding.py --steps 0 --out \
+    python -m experiments.bench_finetune_padding [--steps 40] [--batch-size 32]
+    python -m experiments.bench_finetune_padding --steps 0 --out \
         experiments/results/finetune_padding_tokens.json   # padded-token counts only
 
 Both arms train MiniLM + LoRA with the same Trainer, optimizer and MELD training prompts; only

@@ -1,6 +1,6 @@
 """Benchmark `cer textualize` on this machine and write experiments/results/bench_textualize.json.
 
-    python experiments/bench_textualize.py [--clips 16] [--long-minutes 30]
+    python -m experiments.bench_textualize [--clips 16] [--long-minutes 30]
 
 Measures, on synthetic clips (espeak-ng speech muxed into ffmpeg test-pattern video, MELD-like
 lengths of 3-6 s): wall time per clip and per stage, the real-time factor of the whole pipeline

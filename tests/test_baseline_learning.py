@@ -13,23 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from experiments.synthetic import SENTENCES as VOICE_CORPUS_SENTENCES
+from experiments.synthetic import VOICES
 from featurebaseline.config import BaselineConfig
 from featurebaseline.features import assemble_features
 from featurebaseline.runner import run_baseline
 from textualize.config import TextualizeConfig
 from textualize.pipeline import textualize
 
-SENTENCES = (
-    "I did not expect to see you here today.",
-    "The meeting starts in ten minutes.",
-    "Please put the box on the table.",
-    "We are going to the coast this weekend.",
-    "She said the train was late again.",
-    "Turn left after the second bridge.",
-    "My brother bought a new bicycle.",
-    "The soup is on the stove.",
-)
-VOICES = {"bright": ("-p", "80", "-s", "220"), "dark": ("-p", "15", "-s", "110")}
+SENTENCES = VOICE_CORPUS_SENTENCES[:8]
 LOUDNESS = ("100", "160")
 
 
