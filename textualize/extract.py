@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -68,16 +70,24 @@ def _model_identity(model: str | None) -> str | None:
 def face_config(cfg: TextualizeConfig):
     from textualize.faces import FaceConfig
 
-    return FaceConfig(detector=cfg.face_detector, device=cfg.device, batch_size=cfg.face_batch_size,
-                      face_threshold=cfg.face_threshold)
+    return FaceConfig(
+        detector=cfg.face_detector,
+        device=cfg.device,
+        batch_size=cfg.face_batch_size,
+        face_threshold=cfg.face_threshold,
+    )
 
 
 def speech_config(cfg: TextualizeConfig):
     from textualize.speech import SpeechConfig
 
     return SpeechConfig(
-        backend=cfg.whisper_backend, model=cfg.whisper_model, language=cfg.language, vad=cfg.vad,
-        beam_size=cfg.beam_size, device=cfg.device,
+        backend=cfg.whisper_backend,
+        model=cfg.whisper_model,
+        language=cfg.language,
+        vad=cfg.vad,
+        beam_size=cfg.beam_size,
+        device=cfg.device,
     )
 
 
@@ -109,7 +119,9 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
             face, face_status = "detector", ModalityStatus(OK)
         except FaceModelUnavailable as err:
             if cfg.face == "on":
-                raise ModalityUnavailable(f"face modality requested (--face on) but unavailable: {err}") from err
+                raise ModalityUnavailable(
+                    f"face modality requested (--face on) but unavailable: {err}"
+                ) from err
             log.warning("Face modality unavailable, continuing without it: %s", err)
             first_sentence = str(err).split(". ")[0].split(":")[0]
             face_status = ModalityStatus(UNAVAILABLE, f"face model unavailable ({first_sentence})")
@@ -119,17 +131,47 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
         check_transcriber(speech_config(cfg))  # raises TranscriberUnavailable, fast and offline
     keys = {
         "media": {"version": _dist_version("av")},
-        "face": {"detector": cfg.face_detector, "fps": cfg.fps, "threshold": cfg.face_threshold,
-                 "version": _dist_version("py-feat")},
+        "face": {
+            "detector": cfg.face_detector,
+            "fps": cfg.fps,
+            "threshold": cfg.face_threshold,
+            "version": _dist_version("py-feat"),
+        },
         "prosody": {"feature_set": "eGeMAPSv02", "version": _dist_version("opensmile")},
         "transcript": {
-            "backend": cfg.whisper_backend, "model": _model_identity(cfg.whisper_model), "language": cfg.language,
-            "vad": cfg.vad, "beam_size": cfg.beam_size, "chunk_sec": 300.0,
-            "version": _dist_version("faster-whisper" if cfg.whisper_backend == "faster-whisper" else "openai-whisper"),
+            "backend": cfg.whisper_backend,
+            "model": _model_identity(cfg.whisper_model),
+            "language": cfg.language,
+            "vad": cfg.vad,
+            "beam_size": cfg.beam_size,
+            "chunk_sec": 300.0,
+            "version": _dist_version(
+                "faster-whisper" if cfg.whisper_backend == "faster-whisper" else "openai-whisper"
+            ),
         },
-        "speech_emotion": {"model": _model_identity(cfg.speech_emotion_model), "version": _dist_version("transformers")},
+        "speech_emotion": {
+            "model": _model_identity(cfg.speech_emotion_model),
+            "version": _dist_version("transformers"),
+        },
     }
-    return ExtractionPlan(face, face_status, cfg.prosody, cfg.transcript, bool(cfg.speech_emotion_model), keys)
+    return ExtractionPlan(
+        face, face_status, cfg.prosody, cfg.transcript, bool(cfg.speech_emotion_model), keys
+    )
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def limit_threads(threads: int) -> None:
+    """Run this process's models on ``threads`` threads.
+
+    Every engine pins the count the same way: torch's float32 sums can differ in the last bit
+    between thread counts, which would change cached bytes.
+    """
+    for var in THREAD_VARIABLES:
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 class Extractors:
@@ -162,7 +204,9 @@ class Extractors:
         if name == "speech_emotion":
             from textualize.speech_emotion import SpeechEmotionConfig, SpeechEmotionModel
 
-            return SpeechEmotionModel(SpeechEmotionConfig(model=cfg.speech_emotion_model, device=cfg.device))
+            return SpeechEmotionModel(
+                SpeechEmotionConfig(model=cfg.speech_emotion_model, device=cfg.device)
+            )
         raise KeyError(name)
 
 
@@ -174,7 +218,9 @@ def _table_bytes(frame: pd.DataFrame, meta: dict) -> bytes:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"cer": json.dumps(meta).encode()})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), b"cer": json.dumps(meta).encode()}
+    )
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return sink.getvalue()
@@ -224,8 +270,14 @@ def _failure(err: BaseException) -> ModalityStatus:
 class _ClipRun:
     """The state of one clip's extraction: its hash, lazily decoded audio, timings, statuses."""
 
-    def __init__(self, clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, models: Extractors,
-                 cache: StageCache):
+    def __init__(
+        self,
+        clip: Clip,
+        cfg: TextualizeConfig,
+        plan: ExtractionPlan,
+        models: Extractors,
+        cache: StageCache,
+    ):
         self.clip, self.cfg, self.plan, self.models, self.cache = clip, cfg, plan, models, cache
         self.span = (clip.start, clip.end)
         self.timings: dict[str, float] = {}
@@ -281,13 +333,19 @@ class _ClipRun:
 
             table = find_face_table(self.cfg.face_tables, self.clip)
             if table is None:
-                self.status["face"] = ModalityStatus(UNAVAILABLE, f"no face table for {self.clip.clip_id} in {self.cfg.face_tables}")
+                self.status["face"] = ModalityStatus(
+                    UNAVAILABLE, f"no face table for {self.clip.clip_id} in {self.cfg.face_tables}"
+                )
                 return None
             track = read_face_table(table, fps=info.video_fps)
             if self.clip.start is not None or self.clip.end is not None:
                 begin = self.clip.start or 0.0
                 track = track.between(begin, self.clip.end or float("inf"))
-                track = FaceTrack(track.frames.assign(time=track.frames["time"] - begin), track.source, track.au_scale)
+                track = FaceTrack(
+                    track.frames.assign(time=track.frames["time"] - begin),
+                    track.source,
+                    track.au_scale,
+                )
         else:
             data = self.lookup("face", ".parquet")
             if data is not None:
@@ -298,7 +356,9 @@ class _ClipRun:
                 self.cache.put("face", self.key("face"), ".parquet", _face_to_bytes(track))
         self.timed("face", started)
         has_face = bool(track.frames["face"].astype(bool).any())
-        self.status["face"] = ModalityStatus(OK) if has_face else ModalityStatus(ABSENT, "no face visible")
+        self.status["face"] = (
+            ModalityStatus(OK) if has_face else ModalityStatus(ABSENT, "no face visible")
+        )
         return track
 
     def prosody(self) -> ProsodyTrack:
@@ -329,7 +389,9 @@ class _ClipRun:
             result = transcribe_long(self.models.get("transcript"), audio)
             self.cache.put("transcript", self.key("transcript"), ".json", result.to_json().encode())
         self.timed("transcript", started)
-        self.status["transcript"] = ModalityStatus(OK) if result.text.strip() else ModalityStatus(ABSENT, "no speech")
+        self.status["transcript"] = (
+            ModalityStatus(OK) if result.text.strip() else ModalityStatus(ABSENT, "no speech")
+        )
         return result
 
     def speech_emotion(self) -> SpeechEmotion:
@@ -340,21 +402,27 @@ class _ClipRun:
             result = SpeechEmotion.from_json(data.decode())
         else:
             result = self.models.get("speech_emotion").predict(audio, 16_000)
-            self.cache.put("speech_emotion", self.key("speech_emotion"), ".json", result.to_json().encode())
+            self.cache.put(
+                "speech_emotion", self.key("speech_emotion"), ".json", result.to_json().encode()
+            )
         self.timed("speech_emotion", started)
         self.status["speech_emotion"] = ModalityStatus(OK)
         return result
 
 
-def extract_clip(clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, models: Extractors,
-                 cache: StageCache) -> ClipDescriptors:
+def extract_clip(
+    clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, models: Extractors, cache: StageCache
+) -> ClipDescriptors:
     """All modalities of one clip; never raises for a bad clip (errors become statuses)."""
     run = _ClipRun(clip, cfg, plan, models, cache)
     try:
         info = run.media()
     except (MediaError, OSError) as err:
         reason = str(err)
-        status = {m: ModalityStatus(FAILED, reason) for m in ("face", "prosody", "transcript", "speech_emotion")}
+        status = {
+            m: ModalityStatus(FAILED, reason)
+            for m in ("face", "prosody", "transcript", "speech_emotion")
+        }
         return ClipDescriptors(clip, run.hash, error=reason, status=status, timings=run.timings)
     results: dict[str, object] = {}
     uncached: list[str] = []
@@ -365,7 +433,11 @@ def extract_clip(clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, models
         run.status["face"] = ModalityStatus(FAILED, "not in the cache; run `cer textualize` first")
     except Exception as err:  # noqa: BLE001 - recorded per clip, the run goes on
         run.status["face"] = _failure(err)
-    audio_stages = [("prosody", plan.prosody), ("transcript", plan.transcript), ("speech_emotion", plan.speech_emotion)]
+    audio_stages = [
+        ("prosody", plan.prosody),
+        ("transcript", plan.transcript),
+        ("speech_emotion", plan.speech_emotion),
+    ]
     for stage, wanted in audio_stages:
         if not wanted:
             run.status[stage] = ModalityStatus(DISABLED, f"{stage.replace('_', ' ')} turned off")
@@ -376,13 +448,23 @@ def extract_clip(clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, models
                 results[stage] = getattr(run, stage)()
             except NotCached:
                 uncached.append(stage)
-                run.status[stage] = ModalityStatus(FAILED, "not in the cache; run `cer textualize` first")
+                run.status[stage] = ModalityStatus(
+                    FAILED, "not in the cache; run `cer textualize` first"
+                )
             except Exception as err:  # noqa: BLE001 - recorded per clip, the run goes on
                 run.status[stage] = _failure(err)
     return ClipDescriptors(
-        clip, run.hash, info, face=results.get("face"), prosody=results.get("prosody"),
-        transcript=results.get("transcript"), speech_emotion=results.get("speech_emotion"),
-        status=run.status, timings=run.timings, cached=tuple(run.cached), uncached=tuple(uncached),
+        clip,
+        run.hash,
+        info,
+        face=results.get("face"),
+        prosody=results.get("prosody"),
+        transcript=results.get("transcript"),
+        speech_emotion=results.get("speech_emotion"),
+        status=run.status,
+        timings=run.timings,
+        cached=tuple(run.cached),
+        uncached=tuple(uncached),
     )
 
 
@@ -391,7 +473,9 @@ class _CacheOnlyModels(Extractors):
         raise NotCached(f"{name} is not cached for this clip; run `cer textualize` first")
 
 
-def read_cached(clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, cache: StageCache) -> ClipDescriptors:
+def read_cached(
+    clip: Clip, cfg: TextualizeConfig, plan: ExtractionPlan, cache: StageCache
+) -> ClipDescriptors:
     """A clip's descriptors from the cache only (no model is built, nothing is decoded).
 
     Stages missing from the cache come back with status ``failed`` and a reason naming

@@ -30,9 +30,11 @@ from textualize.cache import StageCache, atomic_write
 from textualize.config import TextualizeConfig
 from textualize.describe import build_prosody_reference
 from textualize.extract import (
+    THREAD_VARIABLES,
     ExtractionPlan,
     Extractors,
     extract_clip,
+    limit_threads,
     plan_extraction,
     read_cached,
 )
@@ -83,17 +85,10 @@ _WORKER: dict = {}
 
 
 def _init_worker(cfg: TextualizeConfig, plan: ExtractionPlan, threads: int) -> None:
-    _limit_threads(threads)
+    limit_threads(threads)
     _WORKER.update(
         cfg=cfg, plan=plan, models=Extractors(cfg, threads), cache=StageCache(cfg.cache_dir)
     )
-
-
-def _limit_threads(threads: int) -> None:
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
 
 
 def _work(clip: Clip, window: float | None, hop: float | None) -> list[UnitFeatures]:
@@ -134,9 +129,22 @@ def compute_units_local(
     workers = min(cfg.worker_count, len(clips)) or 1
     threads = max(1, (os.cpu_count() or 1) // workers)
     if workers == 1:
-        _init_worker(cfg, plan, threads)
-        for clip in clips:
-            yield _work(clip, cfg.window, cfg.hop)
+        # In this process: put its thread settings back afterwards (a Ray started later, or
+        # the caller's own models, would otherwise inherit them).
+        saved = {var: os.environ.get(var) for var in THREAD_VARIABLES}
+        torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+        try:
+            _init_worker(cfg, plan, threads)
+            for clip in clips:
+                yield _work(clip, cfg.window, cfg.hop)
+        finally:
+            for var, value in saved.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
+            if torch_threads is not None:
+                sys.modules["torch"].set_num_threads(torch_threads)
         return
     import multiprocessing
 

@@ -33,7 +33,7 @@ from dataclasses import replace
 
 from textualize.cache import StageCache
 from textualize.config import TextualizeConfig
-from textualize.extract import ExtractionPlan, Extractors, extract_clip
+from textualize.extract import ExtractionPlan, Extractors, extract_clip, limit_threads
 from textualize.records import Clip, ClipDescriptors
 from textualize.units import UnitFeatures, make_units
 
@@ -119,6 +119,7 @@ _PROCESS_MODELS: dict[TextualizeConfig, Extractors] = {}  # CPU models of one Ra
 def probe_and_cpu_stages(row: dict, cfg: TextualizeConfig, plan: ExtractionPlan) -> dict:
     """Ray task: probe one clip and run its CPU stages; openSMILE is built once per worker process."""
     if cfg not in _PROCESS_MODELS:
+        limit_threads(1)
         _PROCESS_MODELS[cfg] = Extractors(cfg, cpu_threads=1)
     clip, models = pickle.loads(row["clip"]), _PROCESS_MODELS[cfg]
     desc = extract_clip(
@@ -133,6 +134,7 @@ class ModelStage:
     def __init__(self, stage: str, cfg: TextualizeConfig, plan: ExtractionPlan, cpu_threads: int):
         self.stage, self.cfg = stage, cfg
         self.plan = stage_plan(plan, (stage,))
+        limit_threads(cpu_threads)  # as the local engine's workers do: same threads, same bytes
         self.models = Extractors(cfg, cpu_threads)
         self.cache = StageCache(cfg.cache_dir)
 
