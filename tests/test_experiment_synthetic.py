@@ -6,7 +6,6 @@ the words cannot. A second run skips everything; a lost run folder or a new arm 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.slow
 SYNTHETIC = STUDIES_DIR / "synthetic.yaml"
 HEARS_THE_VOICE = ("text_TA", "fusion_early_TA", "fusion_unimodal_A")
 READS_THE_WORDS = ("text_T", "fusion_unimodal_T")
-HAS_REPORT = importlib.util.find_spec("experiments.report") is not None
 
 
 def accuracy_of(study, arm: str) -> float:
@@ -65,11 +63,11 @@ def test_the_study_folder_holds_data_prompts_arms_and_report(study):
     book = status(study)
     assert all(entry["status"] == "done" for entry in book["arms"].values())
     assert set(book["arms"]) == set(HEARS_THE_VOICE + READS_THE_WORDS)
-    if HAS_REPORT:
-        report = (study / "report" / "report.md").read_text()
-        assert all(arm in report for arm in HEARS_THE_VOICE + READS_THE_WORDS)
-        arms = json.loads((study / "results" / "arms.json").read_text())["arms"]
-        assert {a["info"]["name"] for a in arms} == set(book["arms"])
+    report = (study / "report" / "report.md").read_text()
+    assert all(arm in report for arm in HEARS_THE_VOICE + READS_THE_WORDS)
+    figures = {p.name for p in (study / "report" / "figures").iterdir()}
+    assert any(name.endswith(".png") for name in figures)
+    assert any(name.endswith(".svg") for name in figures)
 
 
 def test_arms_that_hear_the_voice_beat_chance_and_word_arms_do_not(study):
@@ -78,6 +76,24 @@ def test_arms_that_hear_the_voice_beat_chance_and_word_arms_do_not(study):
     for arm in READS_THE_WORDS:
         # both voices of a sentence give the same input, so exactly one of each pair is right
         assert accuracy_of(study, arm) == pytest.approx(0.5), arm
+
+
+def test_the_report_shows_the_voice_arms_above_chance(study):
+    """What the report tables are drawn from: per-arm test accuracy, with its bootstrap interval."""
+    arms = json.loads((study / "results" / "arms.json").read_text())["arms"]
+    accuracy = {a["info"]["name"]: a["levels"]["rows"]["metrics"]["accuracy"] for a in arms}
+    assert set(accuracy) == set(HEARS_THE_VOICE + READS_THE_WORDS)
+    for arm in HEARS_THE_VOICE:
+        assert accuracy[arm]["mean"] >= 0.75 and accuracy[arm]["ci_high"] > 0.5, arm
+    for arm in READS_THE_WORDS:
+        assert accuracy[arm]["mean"] == pytest.approx(0.5), arm
+    lines = (study / "report" / "report.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| arm | kind"))
+    column = [c.strip() for c in header.strip("|").split("|")].index("accuracy")
+    for arm in HEARS_THE_VOICE:
+        row = next(line for line in lines if line.startswith(f"| {arm} |"))
+        shown = float(row.strip("|").split("|")[column])
+        assert shown == pytest.approx(accuracy[arm]["mean"], abs=5e-4) and shown >= 0.75, arm
 
 
 def test_a_second_run_skips_every_finished_stage(study, capsys):
