@@ -10,37 +10,31 @@ interrupted arm keeps its run folders so the trainers resume. A failing arm is r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from cer.config import ConfigError, to_mapping
-from experiments.study import (
-    ArmSpec,
-    StudyConfig,
+from experiments.arms import (
     arm_config,
     arm_family,
     arm_model,
     arm_variant,
-    study_mapping,
     textualize_config,
     variants,
 )
+from experiments.status import DONE, StageOutcome, StatusBook, digest, file_digest, write_json
+from experiments.study import ArmSpec, StudyConfig, study_mapping
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
 STUDY_FILE = "study.yaml"
 ARM_FILE = "arm.json"
-DONE = "done"
 RUN_FILES = ("metrics.json", "predictions.parquet")
 #: Textualize options that do not change the prompts (left out of the fingerprint).
 _NOT_CONTENT = ("progress", "workers", "force")
@@ -48,13 +42,6 @@ _NOT_CONTENT = ("progress", "workers", "force")
 
 class StudyError(RuntimeError):
     """A study cannot go on (data missing, protocol absent); the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class StageOutcome:
-    status: str  # "done" | "failed: <reason>"
-    seconds: float
-    skipped: bool = False  # finished earlier with the same inputs
 
 
 @dataclass(frozen=True)
@@ -70,56 +57,6 @@ class StudyOutcome:
     def failed(self) -> tuple[str, ...]:
         items = {**self.stages, **{f"arm {k}": v for k, v in self.arms.items()}}
         return tuple(name for name, o in items.items() if o.status != DONE)
-
-
-# ------------------------------------------------------------------ fingerprints and status
-
-
-def _digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def file_digest(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()[:16]
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-class StatusBook:
-    """``STUDY/status.json``: per stage and arm, status, seconds and input fingerprint."""
-
-    def __init__(self, study_dir: Path, name: str):
-        self.path = study_dir / STATUS_FILE
-        self.data: dict[str, Any] = {"study": name, "stages": {}, "arms": {}}
-        if self.path.is_file():
-            try:
-                self.data.update(json.loads(self.path.read_text(encoding="utf-8")))
-            except json.JSONDecodeError:
-                log.warning("%s is unreadable; starting a fresh status book", self.path)
-
-    def key(self, section: str, name: str) -> str | None:
-        entry = self.data[section].get(name) or {}
-        return entry.get("key") if entry.get("status") == DONE else None
-
-    def record(self, section: str, name: str, outcome: StageOutcome, key: str | None) -> None:
-        self.data[section][name] = {
-            "status": outcome.status,
-            "seconds": round(outcome.seconds, 3),
-            "skipped": outcome.skipped,
-            "key": key,
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        self.data["updated_at"] = self.data[section][name]["at"]
-        _write_json(self.path, self.data)
 
 
 # ------------------------------------------------------------------ stages
@@ -156,7 +93,7 @@ def prepare_data(study: StudyConfig):
 
 
 def _data_key(study: StudyConfig) -> str:
-    return _digest(
+    return digest(
         {"kind": study.data.kind, "source": study.data.source, "prepare": study.data.prepare}
     )
 
@@ -185,7 +122,7 @@ def study_folds(study: StudyConfig) -> tuple[int, ...]:
 def _variant_key(study: StudyConfig, template: str, modalities: str) -> str:
     cfg = to_mapping(textualize_config(study, template, modalities))
     content = {k: v for k, v in cfg.items() if k not in _NOT_CONTENT}
-    return _digest(
+    return digest(
         {"config": content, "manifest": file_digest(study.study_dir / "data" / "manifest.parquet")}
     )
 
@@ -223,7 +160,7 @@ def arm_finished(arm_dir: Path, key: str, runs: list[Path]) -> bool:
 def _arm_key(study: StudyConfig, arm: ArmSpec, config: Any, folds: tuple[int, ...]) -> str:
     inputs = study.study_dir / "prompts" / arm_variant(study, arm) / "prompts.parquet"
     splits = study.study_dir / "data" / "splits.parquet"
-    return _digest(
+    return digest(
         {
             "kind": arm.kind,
             "config": to_mapping(config),
@@ -249,7 +186,7 @@ def train_arm(study: StudyConfig, arm: ArmSpec, config: Any, key: str) -> None:
         "fingerprint": key,
         "config": to_mapping(config),
     }
-    _write_json(arm_dir / ARM_FILE, info)
+    write_json(arm_dir / ARM_FILE, info)
     if arm.kind == "baseline":
         from featurebaseline.runner import run_baseline
 
@@ -355,7 +292,7 @@ def _report_key(study: StudyConfig, book: StatusBook) -> str:
         info = study.study_dir / "arms" / name / ARM_FILE
         fingerprint = json.loads(info.read_text()).get("fingerprint") if info.is_file() else None
         state[name] = ((book.data["arms"].get(name) or {}).get("status"), fingerprint)
-    return _digest(state)
+    return digest(state)
 
 
 def run_study(

@@ -9,8 +9,9 @@ import yaml
 
 from cer.cli import main
 from cer.config import ConfigError
+from experiments.arms import arm_config, arm_family, variants
 from experiments.cli import STUDIES_DIR
-from experiments.study import arm_config, arm_family, load_study, study_from_mapping, variants
+from experiments.study import load_study, study_from_mapping
 
 SHIPPED = sorted(STUDIES_DIR.glob("*.yaml"))
 

