@@ -47,23 +47,11 @@ def run_train(args: argparse.Namespace) -> int:
     from cer.config import resolve
     from featurebaseline.config import BaselineConfig
     from featurebaseline.runner import run_baseline
+    from finetune.runs import results_summary
 
     config = resolve(BaselineConfig, args, config_file=args.config)
     outcome = run_baseline(config)
-    for run in outcome.runs:
-        split = "test" if "test" in run.metrics else "val"
-        rows = run.metrics[split]["rows"]
-        print(
-            f"{run.run_dir}: {split} accuracy {rows['accuracy']:.3f} macro F1 "
-            f"{rows['macro_f1']:.3f} weighted F1 {rows['weighted_f1']:.3f} "
-            f"({run.summary['train_seconds']:.1f}s training)"
-        )
-    if outcome.aggregate:
-        rows = outcome.aggregate["rows"]
-        print(
-            f"mean over {outcome.aggregate['runs']} runs: macro F1 "
-            f"{rows['macro_f1']['mean']:.3f} ± {rows['macro_f1']['std']:.3f}"
-        )
+    print(results_summary(outcome.runs, outcome.aggregate))
     return 0
 
 

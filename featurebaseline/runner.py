@@ -18,7 +18,7 @@ import numpy as np
 from cer.config import save_config, to_mapping
 from featurebaseline.config import BaselineConfig
 from featurebaseline.features import FeatureError, FeatureSet, assemble_features
-from finetune.runs import RunResult, train_jobs
+from finetune.runs import RunResult, fold_seed_jobs, train_jobs
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,6 @@ def fold_features(features: FeatureSet, splits, protocol: str | None, fold: int)
 
 def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> BaselineOutcome:
     """Assemble features (unless given) and train every configured fold x seed."""
-    import pandas as pd
 
     started = time.perf_counter()
     features = features if features is not None else assemble_features(config)
@@ -105,17 +104,14 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
             " trained run to unlabelled prompts with `cer baseline predict RUN SOURCE`"
         )
     output = Path(config.output_dir)
-    jobs: list[tuple[Path, FeatureSet, int, int | None]] = []
-    if config.splits:
-        splits = pd.read_parquet(config.splits)
-        folds = config.folds or tuple(sorted(int(f) for f in splits["fold"].unique()))
-        for fold in folds:
-            part = fold_features(features, splits, config.protocol, fold)
-            jobs += [(output / f"fold{fold}_seed{s}", part, s, fold) for s in config.seeds]
-    elif len(config.seeds) == 1:
-        jobs.append((output, features, config.seeds[0], None))
-    else:
-        jobs += [(output / f"seed{s}", features, s, None) for s in config.seeds]
+    jobs = fold_seed_jobs(
+        features,
+        output,
+        splits=config.splits,
+        folds=config.folds,
+        seeds=config.seeds,
+        select_fold=lambda data, table, fold: fold_features(data, table, config.protocol, fold),
+    )
     runs, aggregate = train_jobs(
         jobs,
         lambda run_dir, data, seed: train_one(config, data, run_dir, seed),

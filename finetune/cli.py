@@ -69,7 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from finetune.config import resolve_config
     from finetune.runner import run_finetune
-    from finetune.runs import is_main_process
+    from finetune.runs import is_main_process, results_summary
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("cer finetune: %(message)s"))
@@ -83,20 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     if not is_main_process():  # other ranks of a distributed launch: rank 0 reports
         return 0
-    for run in outcome.runs:
-        split = "test" if "test" in run.metrics else "val"
-        rows = run.metrics[split]["rows"]
-        print(
-            f"{run.run_dir}: {split} accuracy {rows['accuracy']:.3f} "
-            f"macro F1 {rows['macro_f1']:.3f} weighted F1 {rows['weighted_f1']:.3f}"
-            + (" (finished earlier, not retrained)" if run.reused else "")
-        )
-    if outcome.aggregate:
-        rows = outcome.aggregate["rows"]
-        print(
-            f"mean over {outcome.aggregate['runs']} runs: macro F1 "
-            f"{rows['macro_f1']['mean']:.3f} ± {rows['macro_f1']['std']:.3f}"
-        )
+    print(results_summary(outcome.runs, outcome.aggregate))
     return 0
 
 

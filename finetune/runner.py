@@ -23,7 +23,7 @@ from finetune.data import (
     label_set,
     read_prompts,
 )
-from finetune.runs import RunResult, train_jobs
+from finetune.runs import RunResult, fold_seed_jobs, train_jobs
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,6 @@ def run_one(config: FinetuneConfig, frame: Any, run_dir: Path, seed: int) -> Run
 
 def run_finetune(config: FinetuneConfig) -> FinetuneOutcome:
     """Train and evaluate as configured; write every run folder and the aggregate."""
-    import pandas as pd
-
     if not config.prompts:
         raise PromptDataError("no prompts file given; set `prompts:` or pass --prompts FILE")
     frame = check_prompts(
@@ -70,19 +68,16 @@ def run_finetune(config: FinetuneConfig) -> FinetuneOutcome:
         label_column=config.label_column,
     )
     output = Path(config.output_dir)
-    jobs: list[tuple[Path, Any, int, int | None]] = []
-    if config.splits:
-        splits = pd.read_parquet(config.splits)
-        folds = config.folds or tuple(sorted(int(f) for f in splits["fold"].unique()))
-        for fold in folds:
-            fold_frame = apply_splits(frame, splits, protocol=config.protocol, fold=fold)
-            for seed in config.seeds:
-                jobs.append((output / f"fold{fold}_seed{seed}", fold_frame, seed, fold))
-    elif len(config.seeds) == 1:
-        jobs.append((output, frame, config.seeds[0], None))
-    else:
-        jobs.extend((output / f"seed{seed}", frame, seed, None) for seed in config.seeds)
-
+    jobs = fold_seed_jobs(
+        frame,
+        output,
+        splits=config.splits,
+        folds=config.folds,
+        seeds=config.seeds,
+        select_fold=lambda data, table, fold: apply_splits(
+            data, table, protocol=config.protocol, fold=fold
+        ),
+    )
     configs = {run_dir: run_config(config, run_dir, seed, fold) for run_dir, _, seed, fold in jobs}
     runs, aggregate = train_jobs(
         jobs,

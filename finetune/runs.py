@@ -183,6 +183,36 @@ def finished_run(run_dir: str | Path, written_config: Mapping[str, Any]) -> RunR
     return RunResult(run_dir, summary["run_id"], metrics, summary, reused=True)
 
 
+def fold_seed_jobs(
+    data: Any,
+    output: Path,
+    *,
+    splits: str | None,
+    folds: tuple[int, ...],
+    seeds: tuple[int, ...],
+    select_fold: Callable[[Any, Any, int], Any],
+) -> list[tuple[Path, Any, int, int | None]]:
+    """The (run_dir, data, seed, fold) jobs of one invocation, for ``train_jobs``.
+
+    With a splits file: ``OUTPUT/fold<F>_seed<S>/`` for each selected fold (all by default), data
+    from ``select_fold(data, splits_table, fold)``. Without: ``OUTPUT`` itself for one seed, else
+    ``OUTPUT/seed<S>/``.
+    """
+    if splits:
+        import pandas as pd
+
+        table = pd.read_parquet(splits)
+        chosen = folds or tuple(sorted(int(f) for f in table["fold"].unique()))
+        jobs = []
+        for fold in chosen:
+            part = select_fold(data, table, fold)
+            jobs += [(output / f"fold{fold}_seed{s}", part, s, fold) for s in seeds]
+        return jobs
+    if len(seeds) == 1:
+        return [(output, data, seeds[0], None)]
+    return [(output / f"seed{s}", data, s, None) for s in seeds]
+
+
 def train_jobs(
     jobs: Iterable[tuple[Path, Any, int, int | None]],
     train: Callable[[Path, Any, int], RunResult],
@@ -230,3 +260,28 @@ def train_jobs(
         if is_main_process():
             _write_json(output / "cv_metrics.json", aggregate)
     return runs, aggregate
+
+
+def results_summary(runs: Iterable[RunResult], aggregate: dict | None) -> str:
+    """What ``cer finetune train`` and ``cer baseline train`` print: one line per run, then the
+    mean over runs when there were several."""
+    lines = []
+    for run in runs:
+        split = "test" if "test" in run.metrics else "val"
+        rows = run.metrics[split]["rows"]
+        line = (
+            f"{run.run_dir}: {split} accuracy {rows['accuracy']:.3f} "
+            f"macro F1 {rows['macro_f1']:.3f} weighted F1 {rows['weighted_f1']:.3f}"
+        )
+        if run.reused:
+            line += " (finished earlier, not retrained)"
+        elif "train_seconds" in run.summary:
+            line += f" ({run.summary['train_seconds']:.1f}s training)"
+        lines.append(line)
+    if aggregate:
+        rows = aggregate["rows"]
+        lines.append(
+            f"mean over {aggregate['runs']} runs: macro F1 "
+            f"{rows['macro_f1']['mean']:.3f} ± {rows['macro_f1']['std']:.3f}"
+        )
+    return "\n".join(lines)
