@@ -116,7 +116,7 @@ def bench_clips(work: Path, count: int, common: list[str]) -> dict:
     audio_seconds = make_clips(work / "clips", count)
 
     def timed(workers: int, cache: str, out: str) -> dict:
-        wall, peak, err = run_cli([str(work / "clips"), str(work / out), "--cache-dir", str(work / cache),
+        wall, peak, _ = run_cli([str(work / "clips"), str(work / out), "--cache-dir", str(work / cache),
                                    "--workers", str(workers), *common])
         run = json.loads((work / out / "run.json").read_text())
         return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak), "summary": run["summary"]}

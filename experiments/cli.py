@@ -116,19 +116,16 @@ def report_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        from experiments.report import write_report
-    except ImportError as err:
-        print(
-            f"cer experiment report: error: the report module is not available: {err}",
-            file=sys.stderr,
-        )
-        return 2
+    from experiments.notebook import NotebookError, run_notebook
+    from experiments.report import write_report
+
     print(f"report: {write_report(study_dir)}")  # also rewrites STUDY/results
     if args.notebook:
-        from experiments.notebook import run_notebook
-
-        print(f"notebook: {run_notebook(study_dir)}")
+        try:
+            print(f"notebook: {run_notebook(study_dir)}")
+        except NotebookError as err:
+            print(f"cer experiment report: error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 

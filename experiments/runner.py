@@ -237,27 +237,6 @@ def _arm_stage(
 # ------------------------------------------------------------------ report
 
 
-def write_study_report(study_dir: Path) -> Path | None:
-    """Statistics (``STUDY/results``) and the report; None when those modules are missing.
-
-    ``experiments.report.write_report`` computes and writes the statistics itself; without it,
-    ``experiments.stats.write_results`` alone still gives ``STUDY/results``.
-    """
-    try:
-        from experiments.report import write_report
-    except ImportError as err:
-        log.warning("report stage: %s; writing statistics only", err)
-    else:
-        return Path(write_report(study_dir))
-    try:
-        from experiments.stats import write_results
-    except ImportError as err:
-        log.warning("report stage skipped: %s (experiments.stats is not available)", err)
-        return None
-    write_results(study_dir)
-    return None
-
-
 # ------------------------------------------------------------------ the study
 
 
@@ -350,7 +329,9 @@ def run_study(
         book.record("stages", "report", result, report_key)
         return _finish(outcome, report_md, book)
     try:
-        report = write_study_report(study_dir)
+        from experiments.report import write_report
+
+        report = Path(write_report(study_dir))
     except Exception as err:  # noqa: BLE001  (a failing report must not lose the arms)
         (study_dir / "report_error.log").write_text(traceback.format_exc(), encoding="utf-8")
         result = StageOutcome(
@@ -360,11 +341,10 @@ def run_study(
         outcome.stages["report"] = result
         book.record("stages", "report", result, None)
         return _finish(outcome, None, book)
-    if report is not None:
-        result = StageOutcome(DONE, time.perf_counter() - started)
-        outcome.stages["report"] = result
-        book.record("stages", "report", result, report_key)
-        log.info("report: %s", report)
+    result = StageOutcome(DONE, time.perf_counter() - started)
+    outcome.stages["report"] = result
+    book.record("stages", "report", result, report_key)
+    log.info("report: %s", report)
     return _finish(outcome, report, book)
 
 
