@@ -108,7 +108,9 @@ def from_mapping(cls: type[T], values: dict[str, Any], *, source: str = "config"
             try:
                 coerced[key] = tp(value)
             except (TypeError, ValueError) as err:
-                raise ConfigError(f"option {key} in {source} must be {tp.__name__}, got {value!r}") from err
+                raise ConfigError(
+                    f"option {key} in {source} must be {tp.__name__}, got {value!r}"
+                ) from err
         elif tp is str and isinstance(value, bool):
             # YAML 1.1 reads on/off/yes/no as booleans; map them back for on/off choices.
             coerced[key] = "on" if value else "off"
@@ -116,8 +118,10 @@ def from_mapping(cls: type[T], values: dict[str, Any], *, source: str = "config"
             coerced[key] = value
         choices = fields_by_name[key].metadata.get("choices")
         if choices and coerced[key] is not None and coerced[key] not in choices:
-            raise ConfigError(f"option {key} in {source} must be one of {', '.join(map(str, choices))}, "
-                              f"got {coerced[key]!r}")
+            raise ConfigError(
+                f"option {key} in {source} must be one of {', '.join(map(str, choices))}, "
+                f"got {coerced[key]!r}"
+            )
     try:
         return cls(**coerced)
     except (TypeError, ValueError) as err:

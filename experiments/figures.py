@@ -2,6 +2,8 @@
 
 Each ``*_figure`` function takes ``experiments.stats`` results and returns a ``Figure`` (or None
 when there is nothing to draw), so a notebook can show it and ``write_figures`` can save it.
+Bars of an arm that lacked one of its modalities on most clips (``ArmInfo.thin_modalities``) are
+hatched and explained in a footnote: such a score is not evidence about that modality.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from experiments.stats import ArmResult, StudyResults
 
 MODALITY_ORDER = "TVA"  # text, video (face), audio (prosody)
+THIN_HATCH = "//"
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -52,13 +55,15 @@ def score_figure(results: StudyResults) -> Figure | None:
         (0.2, "weighted_f1", "weighted F1"),
     ):
         scores = [arm.score(metric) for arm in results.arms]
-        ax.bar(x + offset, [s.mean for s in scores], 0.4, yerr=[s.std for s in scores],
-               capsize=3, label=title)  # fmt: skip
+        bars = ax.bar(x + offset, [s.mean for s in scores], 0.4, yerr=[s.std for s in scores],
+                      capsize=3, label=title)  # fmt: skip
+        _hatch_thin(bars, results.arms)
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score (mean ± std over runs)")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _legend(ax, results.arms)
     ax.set_title("F1 per arm")
+    _footnote(figure, results.arms)
     return figure
 
 
@@ -122,20 +127,23 @@ def modality_figure(results: StudyResults) -> Figure | None:
     figure = new_figure(max(4.0, 1.0 * len(subsets) * max(1, len(families) / 2) + 2), 3.6)
     ax = figure.add_subplot()
     for j, family in enumerate(families):
-        positions, means, stds = [], [], []
+        positions, means, stds, arms = [], [], [], []
         for i, subset in enumerate(subsets):
             if (family, subset) in best:
-                score = best[(family, subset)].score()
+                arm = best[(family, subset)]
                 positions.append(i + (j - (len(families) - 1) / 2) * width)
-                means.append(score.mean)
-                stds.append(score.std)
-        ax.bar(positions, means, width, yerr=stds, capsize=3, label=family)
+                means.append(arm.score().mean)
+                stds.append(arm.score().std)
+                arms.append(arm)
+        bars = ax.bar(positions, means, width, yerr=stds, capsize=3, label=family)
+        _hatch_thin(bars, arms)
     ax.set_xticks(range(len(subsets)), subsets)
     ax.set_xlabel("modalities (T text, V video/face, A audio/prosody)")
     ax.set_ylabel("macro F1 (mean ± std)")
     ax.set_ylim(0, 1.05)
-    ax.legend(title="family", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _legend(ax, list(best.values()), title="family")
     ax.set_title("modality ablation")
+    _footnote(figure, list(best.values()))
     return figure
 
 
@@ -167,6 +175,39 @@ def write_figures(results: StudyResults, folder: Path) -> dict[str, tuple[Path, 
         for name, figure in drawn.items()
         if figure is not None
     }
+
+
+def _hatch_thin(bars, arms: list[ArmResult]) -> None:
+    for patch, arm in zip(bars.patches, arms):
+        if arm.info.thin_modalities():
+            patch.set_hatch(THIN_HATCH)
+            patch.set_edgecolor("0.15")
+
+
+def _legend(ax, arms: list[ArmResult], **options) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if any(arm.info.thin_modalities() for arm in arms):
+        from matplotlib.patches import Patch
+
+        handles.append(Patch(facecolor="white", edgecolor="0.15", hatch=THIN_HATCH))
+        labels.append("a modality present\non ≤ half the clips")
+    ax.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0),
+              **options)  # fmt: skip
+
+
+def _footnote(figure: Figure, arms: list[ArmResult]) -> None:
+    """Under the axes: which hatched arm lacked which modality, on how many clips, and why."""
+    lines = []
+    for arm in arms:
+        for c in arm.info.thin_modalities():
+            gap = c.main_gap or "?"
+            lines.append(
+                f"{arm.name}: {c.letter} ({c.name}) present on {c.present} of {c.rows} "
+                f"{arm.info.coverage_of or c.unit}, {gap} on {c.counts.get(gap, 0)}"
+                + (f" ({c.reasons[gap]})" if c.reasons.get(gap) else "")
+            )
+    if lines:
+        figure.supxlabel("hatched: " + "\n".join(lines), fontsize="x-small", x=0.0, ha="left")
 
 
 def file_name(name: str) -> str:

@@ -54,7 +54,8 @@ def comparison_table(results: StudyResults, level: str = "rows") -> pd.DataFrame
 
 
 def pairwise_table(results: StudyResults) -> pd.DataFrame:
-    """One row per paired comparison (difference = A − B)."""
+    """One row per paired comparison (difference = A − B), p-values raw and Holm-adjusted over
+    the report's comparisons."""
     import pandas as pd
 
     return pd.DataFrame(
@@ -68,9 +69,11 @@ def pairwise_table(results: StudyResults) -> pd.DataFrame:
                 "Δ macro F1 (A − B)": f"{c.difference:+.3f}",
                 "95% CI": f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]",
                 "bootstrap p": _p(c.p_value),
+                "bootstrap p (Holm)": _p(c.p_value_holm),
                 "only A right": c.a_only_correct,
                 "only B right": c.b_only_correct,
                 "McNemar p": _p(c.mcnemar_p),
+                "McNemar p (Holm)": _p(c.mcnemar_p_holm),
                 "pairing": c.pairing,
             }
             for c in results.comparisons
@@ -92,6 +95,60 @@ def per_class_table(results: StudyResults) -> pd.DataFrame:
         }
         rows.append({"arm": arm.name, **{label: cells.get(label, "–") for label in labels}})
     return pd.DataFrame(rows)
+
+
+def coverage_table(results: StudyResults) -> pd.DataFrame:
+    """Per arm and modality it uses: on how many evaluated clips it was present, and why not."""
+    import pandas as pd
+
+    from evaluation.coverage import NAMES
+
+    used = [k for k in NAMES if any(k in arm.info.modalities for arm in results.arms)]
+    rows = []
+    for arm in results.arms:
+        coverage = arm.info.modality_coverage()
+        row = {"arm": arm.name, "modalities": arm.info.modalities, "counted on": arm.info.coverage_of}
+        for letter in used:
+            c = coverage.get(letter)
+            if letter not in arm.info.modalities:
+                row[f"{letter} ({NAMES[letter]})"] = "–"
+            elif c is None:
+                row[f"{letter} ({NAMES[letter]})"] = "not recorded"
+            else:
+                gaps = [f"{s} {n}" for s, n in c.counts.items() if s != "ok" and n]
+                cell = f"{c.present}/{c.rows} present" + (f" ({', '.join(gaps)})" if gaps else "")
+                row[f"{letter} ({NAMES[letter]})"] = cell
+        thin = arm.info.thin_modalities()
+        note = "modality mostly missing: " + "".join(c.letter for c in thin) if thin else ""
+        if thin and arm.info.allow_unavailable:
+            note += " (allow_unavailable: true)"
+        rows.append({**row, "note": note})
+    return pd.DataFrame(rows)
+
+
+def coverage_lines(results: StudyResults) -> list[str]:
+    """The report's coverage subsection: the table, then one line per arm it marks."""
+    lines = ["### Modality coverage", "", COVERAGE, "", _markdown(coverage_table(results)), ""]
+    for arm in results.arms:
+        for c in arm.info.thin_modalities():
+            allowed = (
+                "; trained anyway because the study sets `allow_unavailable: true` on it"
+                if arm.info.allow_unavailable
+                else ""
+            )
+            lines.append(
+                f"- **{arm.name}**: {c.describe()}{allowed}. Its scores, and its comparisons, say "
+                f"nothing about the {c.name}; its bars are hatched in the figures."
+            )
+    return lines + [""] if lines[-1] else lines
+
+
+COVERAGE = """For each modality an arm uses, on how many of its evaluated clips (each fold's test clips once)
+the modality was present, absent (the clip has none: no face in view, no speech, no audio or
+video track: `absent`, `no_stream`) or not extracted (`unavailable`: a model is missing,
+`disabled`, `failed`), from the status columns of the prompts. A study refuses to train an arm
+whose modality was not extracted on more than half its clips, unless the arm sets
+`allow_unavailable: true`."""
 
 
 def build_report(results: StudyResults, output_dir: str | Path) -> Report:
@@ -130,7 +187,7 @@ def render_markdown(results: StudyResults, figures: dict[str, Path], output_dir:
         f"Study folder `{results.study_dir}`. Scores are on each run's test split (val when a run "
         "has no test rows), as mean ± standard deviation over runs (folds × seeds); 95% CIs are "
         f"percentile intervals of {results.resamples} bootstrap resamples of the evaluation "
-        "examples within each run (see *Method*)."
+        "clips, drawn jointly for the runs that share them (see *Method*)."
     )
     lines = [f"# Study report: {results.name}", "", intro, "", "## Arms", ""]
     if results.arms:
@@ -141,6 +198,7 @@ def render_markdown(results: StudyResults, figures: dict[str, Path], output_dir:
                 lines += [f"Clip level ({name} over each clip's windows):", ""]
                 lines += [_markdown(table.drop(columns=["kind", "model"])), ""]
         lines += image("scores", "Macro and weighted F1 per arm; error bars: std over runs")
+        lines += coverage_lines(results)
     else:
         lines += ["No arm has results yet: run the study (`cer experiment run STUDY.yaml`).", ""]
     if results.missing:
@@ -152,7 +210,12 @@ def render_markdown(results: StudyResults, figures: dict[str, Path], output_dir:
         reference = f"**{results.reference}** (B), chosen by {results.reference_source}"
         lines += [f"Each arm (A) against the reference arm {reference}.", ""]
     if results.comparisons:
-        lines += [_markdown(pairwise_table(results)), ""]
+        holm_note = (
+            "p-values are shown raw and Holm-adjusted over the "
+            f"{len(results.comparisons)} comparison(s) of this report (bootstrap and McNemar "
+            "p-values corrected separately)."
+        )
+        lines += [holm_note, "", _markdown(pairwise_table(results)), ""]
     else:
         lines += ["No pairwise comparison: fewer than two arms could be paired.", ""]
     if results.skipped_pairs:
@@ -174,16 +237,24 @@ def render_markdown(results: StudyResults, figures: dict[str, Path], output_dir:
 
 
 METHOD = """\
-- Each run is scored with `finetune.metrics.evaluate_predictions`; a level *clips* appears when
+- Each run is scored with `evaluation.metrics.evaluate_predictions`; a level *clips* appears when
   several windows share a clip. Standard deviations use ddof=0, as `cv_metrics.json`.
-- Arm CI: each bootstrap replicate resamples, with replacement and separately within every run,
-  as many evaluation examples as the run has, and averages the runs' scores; the interval is the
-  2.5th–97.5th percentile of the replicates. It reflects the choice of evaluation examples, the
-  std the spread over folds and seeds.
+- Arm CI (cluster bootstrap on the clip): each replicate draws clip ids with replacement, once
+  for all runs that evaluated the same clips (the seeds of one test set, or of one fold), and
+  every such run counts each drawn clip (all its windows at row level) as often as it was drawn;
+  runs on disjoint clips (cross-validation folds) are drawn separately, each fold to its own
+  number of clips. The replicate's score is the mean over runs; the interval is the
+  2.5th–97.5th percentile of the replicates. It reflects which clips happened to be in the test
+  set, the std the spread over folds and seeds. Resampling each seed separately would treat
+  seeds sharing one test set as independent test sets and give too narrow an interval.
 - Pairwise: rows joined on clip, unit and (when both arms have them) fold and seed; an arm with
-  one seed is paired with each seed of the other. The paired bootstrap resamples joined rows
-  within each run pair, the same rows for both arms; its two-sided p-value cannot go below about
-  2/resamples. McNemar's exact test pools per-row correctness over all joined rows.
+  one seed is paired with each seed of the other. The paired bootstrap draws clips the same way,
+  one draw for both arms and for every seed pairing on those clips; its two-sided p-value cannot
+  go below about 2/resamples. McNemar's exact test counts, over all joined rows pooled (every
+  window, seed pairing and fold), the rows only A gets right and those only B gets right; rows of
+  one clip or of several seeds are not independent, so read it as descriptive.
+- Multiple comparisons: Holm's step-down correction over all comparisons of this report, once for
+  the bootstrap p-values and once for the McNemar ones; both raw and adjusted values are shown.
 - Full numbers: `results/arms.json`, `results/pairwise.json`, `results/per_class.json`."""
 
 

@@ -6,6 +6,9 @@ fingerprint is unchanged and whose outputs exist is skipped. An arm is finished 
 ``metrics.json`` and ``predictions.parquet``; a changed config reruns it from scratch, while an
 interrupted arm keeps its run folders so the trainers resume. A failing arm is recorded as
 ``failed: <reason>`` (traceback in ``STUDY/arms/<arm>/error.log``) and the others go on.
+Before training, an arm whose modality was not extracted on most clips (``evaluation.coverage``:
+a model missing, the modality turned off, extraction failed) fails with the cause, unless the
+study allows it (``allow_unavailable: true`` on the arm); ``arm.json`` records the counts.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from cer.config import ConfigError, to_mapping
+from cer.fingerprints import file_digest
+from cer.fingerprints import value_digest as digest
 from experiments.arms import (
     arm_config,
+    arm_coverage,
     arm_family,
     arm_model,
     arm_variant,
+    coverage_refusal,
     textualize_config,
     variants,
 )
-from experiments.status import DONE, StageOutcome, StatusBook, digest, file_digest, write_json
+from experiments.status import DONE, StageOutcome, StatusBook, write_json
 from experiments.study import ArmSpec, StudyConfig, study_mapping
 
 log = logging.getLogger(__name__)
@@ -167,11 +174,15 @@ def _arm_key(study: StudyConfig, arm: ArmSpec, config: Any, folds: tuple[int, ..
             "folds": folds,
             "prompts": file_digest(inputs) if inputs.is_file() else None,
             "splits": file_digest(splits),
+            "model": model_identity(arm_model(arm, config)),
+            "toolkit": toolkit_version(),
         }
     )
 
 
-def train_arm(study: StudyConfig, arm: ArmSpec, config: Any, key: str) -> None:
+def train_arm(
+    study: StudyConfig, arm: ArmSpec, config: Any, key: str, coverage: dict | None = None
+) -> None:
     """Write ``arm.json`` (so partial run folders are known to be this config's) and train."""
     arm_dir = Path(config.output_dir)
     arm_dir.mkdir(parents=True, exist_ok=True)
@@ -185,6 +196,7 @@ def train_arm(study: StudyConfig, arm: ArmSpec, config: Any, key: str) -> None:
         "variant": arm_variant(study, arm),
         "fingerprint": key,
         "config": to_mapping(config),
+        **_coverage_notes(arm, coverage or {}),
     }
     write_json(arm_dir / ARM_FILE, info)
     if arm.kind == "baseline":
@@ -203,10 +215,25 @@ def _arm_stage(
     started = time.perf_counter()
     config = arm_config(study, arm, folds=folds)
     arm_dir = Path(config.output_dir)
+    coverage = arm_coverage(study, arm)
+    refusal = coverage_refusal(arm, coverage)
+    if refusal:  # checked on every run: the study file may have dropped allow_unavailable
+        arm_dir.mkdir(parents=True, exist_ok=True)
+        (arm_dir / "error.log").write_text(refusal + "\n", encoding="utf-8")
+        log.error("arm %s failed: %s", arm.name, refusal)
+        return StageOutcome(f"failed: {refusal}", time.perf_counter() - started)
+    for gap in (c for c in coverage.values() if c.mostly_missing):
+        log.warning(
+            "arm %s: %s; trained anyway (allow_unavailable: true), the report marks it",
+            arm.name,
+            gap.describe(),
+        )
     key = _arm_key(study, arm, config, folds)
     runs = expected_runs(arm_dir, folds, study.seeds)
     if not force and arm_finished(arm_dir, key, runs):
         log.info("arm %s: finished earlier with the same config and inputs; skipped", arm.name)
+        info = json.loads((arm_dir / ARM_FILE).read_text(encoding="utf-8"))
+        write_json(arm_dir / ARM_FILE, {**info, **_coverage_notes(arm, coverage)})
         return StageOutcome(DONE, time.perf_counter() - started, skipped=True)
     previous = arm_dir / ARM_FILE
     if arm_dir.exists() and (
@@ -218,7 +245,7 @@ def _arm_stage(
         shutil.rmtree(arm_dir)
     log.info("arm %s (%s, %s): training %d run(s)", arm.name, arm.kind, arm.modalities, len(runs))
     try:
-        train_arm(study, arm, config, key)
+        train_arm(study, arm, config, key, coverage)
         missing = [r.name for r in runs if not all((r / n).is_file() for n in RUN_FILES)]
         if missing:
             raise StudyError(f"the trainer left no metrics/predictions in {', '.join(missing)}")
@@ -232,6 +259,15 @@ def _arm_stage(
     seconds = time.perf_counter() - started
     log.info("arm %s: done in %.1f s", arm.name, seconds)
     return StageOutcome(DONE, seconds)
+
+
+def _coverage_notes(arm: ArmSpec, coverage: dict) -> dict[str, Any]:
+    """What ``arm.json`` says about coverage: the check's counts over all clips of the arm's
+    prompts, and whether the study allowed a modality missing on most of them."""
+    return {
+        "allow_unavailable": arm.allow_unavailable,
+        "coverage": {letter: c.to_dict() for letter, c in coverage.items()},
+    }
 
 
 # ------------------------------------------------------------------ report

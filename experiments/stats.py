@@ -1,17 +1,21 @@
 """Statistics of a study: per-arm scores with spread and confidence, paired tests between arms.
 
 Per arm, every run (fold x seed) is scored on its evaluation split by
-``finetune.metrics.evaluate_predictions`` (rows, and clips by vote / mean probability when
+``evaluation.metrics.evaluate_predictions`` (rows, and clips by vote / mean probability when
 several windows share a clip). Headline scores are the mean and standard deviation (ddof=0, as
 in ``cv_metrics.json``) over runs, with a bootstrap 95% confidence interval:
 
-    each of ``resamples`` bootstrap replicates draws, independently within every run, as many
-    evaluation examples (rows, or clips at clip level) as the run has, with replacement; the
-    replicate's statistic is the mean over runs of the resampled scores; the interval is the
-    2.5th-97.5th percentile of the replicates. It measures how much the mean depends on which
-    evaluation examples were drawn; the spread over seeds and folds is the std.
+    each of ``resamples`` bootstrap replicates draws clip ids with replacement, once for all
+    runs that evaluated the same clips (the seeds of one test set or of one fold), and every such
+    run counts each drawn clip's rows (or the clip itself at clip level) as often as the clip
+    was drawn; runs on disjoint clips (folds) are drawn separately, each to its own number of
+    clips. The replicate's statistic is the mean over runs of the resampled scores; the interval
+    is the 2.5th-97.5th percentile of the replicates (``evaluation.resampling.bootstrap_mean``).
+    It measures how much the mean depends on which clips were drawn for evaluation; the spread
+    over seeds and folds is the std.
 
-Pairs of arms are compared on the evaluation rows both predicted (``experiments.paired``).
+Pairs of arms are compared on the evaluation rows both predicted (``experiments.paired``), with
+Holm's correction over the comparisons of one study.
 ``write_results`` stores everything as ``STUDY/results/{arms,pairwise,per_class}.json``.
 """
 
@@ -25,14 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from experiments.paired import PairedComparison, PairingError, compare_arms
-from experiments.resampling import (
+from evaluation.resampling import (
     DEFAULT_RESAMPLES,
     SCORES,
-    bootstrap_scores,
+    bootstrap_mean,
     encode,
+    joint_strata,
     percentile_interval,
 )
+from experiments.paired import PairedComparison, PairingError, compare_arms, holm_adjusted
 from experiments.study_runs import (
     ArmInfo,
     ArmRuns,
@@ -92,6 +97,8 @@ class LevelSummary:
     per_class: tuple[ClassSummary, ...]
     labels: tuple[str, ...]
     confusion: tuple[tuple[int, ...], ...]  # summed over runs; rows gold, columns predicted
+    clips: int  # distinct clip ids, the units the bootstrap draws
+    strata: int  # disjoint clip sets drawn separately (folds); 1 for one shared test set
 
 
 @dataclass(frozen=True)
@@ -151,25 +158,35 @@ class StudyResults:
 
 
 def summarize_arm(arm: ArmRuns, *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> ArmResult:
-    """Mean ± std over runs, bootstrap CI, per-class scores and summed confusion, per level."""
-    from finetune.metrics import aggregate_runs, evaluate_predictions
+    """Mean ± std over runs, bootstrap CI, per-class scores and summed confusion, per level.
+
+    The CI resamples clips jointly over the runs that share them (see the module docstring); each
+    level starts from the same ``seed``, so rows and clip levels see the same clip draws.
+    """
+    from evaluation.metrics import aggregate_runs, evaluate_predictions
 
     labels = arm.labels
-    rng = np.random.default_rng(seed)
-    records, replicates = [], {}
+    records, codes, keys = [], {}, {}
     for run in arm.runs:
         metrics = evaluate_predictions(run.frame, labels)
         records.append({"fold": run.fold, "seed": run.seed, "metrics": metrics})
-        for level, codes in _level_codes(run.frame, labels, metrics).items():
-            drawn = bootstrap_scores([codes], len(labels), resamples=resamples, rng=rng)[0]
-            replicates.setdefault(level, []).append(drawn)
+        for level, (level_codes, clip_ids) in _level_codes(run.frame, labels, metrics).items():
+            codes.setdefault(level, []).append(level_codes)
+            keys.setdefault(level, []).append(clip_ids)
     aggregate = aggregate_runs(records)
     levels = {}
-    for level, drawn in replicates.items():
+    for level, level_codes in codes.items():
         scored = [record["metrics"][level] for record in records if level in record["metrics"]]
+        drawn = bootstrap_mean(
+            level_codes,
+            keys[level],
+            len(labels),
+            resamples=resamples,
+            rng=np.random.default_rng(seed),
+        )
         summaries = {}
         for key in SCORES:
-            low, high = percentile_interval(np.mean([d[key] for d in drawn], axis=0))
+            low, high = percentile_interval(drawn[key])
             spread = aggregate[level][key]
             summaries[key] = MetricSummary(
                 spread["mean"], spread["std"], low, high, tuple(spread["values"])
@@ -184,6 +201,8 @@ def summarize_arm(arm: ArmRuns, *, resamples: int = DEFAULT_RESAMPLES, seed: int
                 tuple(int(v) for v in row)
                 for row in np.sum([np.asarray(m["confusion"]) for m in scored], axis=0)
             ),
+            clips=len(np.unique(np.concatenate(keys[level]).astype(str))),
+            strata=len(joint_strata(keys[level])),
         )
     return ArmResult(
         info=arm.info,
@@ -250,6 +269,7 @@ def study_results(
             comparisons.append(compare_arms(loaded[a], loaded[b], resamples=resamples, seed=seed))
         except PairingError as err:
             skipped.append((a, b, str(err)))
+    comparisons = holm_adjusted(comparisons)  # one family per p-value kind: this report's pairs
     return StudyResults(
         study_dir=study_dir,
         name=str(config.get("name") or study_dir.name),
@@ -288,6 +308,10 @@ def write_results(study_dir: str | Path, results: StudyResults | None = None) ->
             **settings,
             "reference": results.reference,
             "reference_source": results.reference_source,
+            "multiple_comparisons": (
+                f"Holm over the {len(results.comparisons)} comparisons below, separately for "
+                "p_value (paired bootstrap) -> p_value_holm and mcnemar_p -> mcnemar_p_holm"
+            ),
             "comparisons": [asdict(c) for c in results.comparisons],
             "skipped": [{"arm_a": a, "arm_b": b, "reason": r} for a, b, r in results.skipped_pairs],
         },
@@ -307,16 +331,22 @@ def write_results(study_dir: str | Path, results: StudyResults | None = None) ->
     return folder
 
 
-def _level_codes(frame, labels: tuple[str, ...], metrics: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Encoded (gold, predicted) per scored level, in the example order the metrics used."""
-    from finetune.metrics import clip_level
+def _level_codes(
+    frame, labels: tuple[str, ...], metrics: dict[str, Any]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Encoded (gold, predicted) and clip id of every example, per scored level."""
+    from evaluation.metrics import clip_level
 
     index = {label: i for i, label in enumerate(labels)}
     tables = {"rows": frame}
     if any(level.startswith("clips_") for level in metrics):
         tables.update({f"clips_{k}": v for k, v in clip_level(frame, labels).items()})
+    clip_ids = {"rows": frame["clip_id"].to_numpy()}  # clip tables are indexed by clip_id
     return {
-        level: encode(table["gold"].map(index), table["predicted"].map(index), len(labels))
+        level: (
+            encode(table["gold"].map(index), table["predicted"].map(index), len(labels)),
+            clip_ids.get(level, table.index.to_numpy()),
+        )
         for level, table in tables.items()
         if level in metrics
     }

@@ -6,7 +6,6 @@ is unchanged and it finished; writes are atomic so a killed study never leaves h
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,19 +25,6 @@ class StageOutcome:
     status: str  # "done" | "failed: <reason>"
     seconds: float
     skipped: bool = False  # finished earlier with the same inputs
-
-
-def digest(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def file_digest(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()[:16]
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -68,6 +68,9 @@ class ArmSpec:
     config: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig or BaselineConfig keys
     description: str = ""
     family: str | None = None  # bert | llama | fusion | ... (default: from kind and model)
+    # Train even when a modality of the arm was not extracted (model missing, turned off, failed)
+    # on more than half the clips; the report then marks the arm. Default: the arm fails.
+    allow_unavailable: bool = False
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,9 @@ def _arm_spec(values: Any, index: int) -> ArmSpec:
     config = _mapping(values.get("config"), f"{where} config")
     if kind == "baseline" and values.get("template"):
         raise ConfigError(f"{where}: a baseline arm reads features, not prompts; drop template")
+    allow = values.get("allow_unavailable", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"{where}: allow_unavailable must be true or false, got {allow!r}")
     return ArmSpec(
         name=str(name),
         kind=kind,
@@ -196,6 +202,7 @@ def _arm_spec(values: Any, index: int) -> ArmSpec:
         config=config,
         description=str(values.get("description") or ""),
         family=values.get("family"),
+        allow_unavailable=allow,
     )
 
 

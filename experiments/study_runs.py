@@ -2,19 +2,22 @@
 
 ``STUDY/arms/<arm>/`` is one run folder (``predictions.parquet`` at its top) or holds run folders
 ``fold<F>_seed<S>/`` / ``seed<S>/``, as ``cer finetune train`` and ``cer baseline train`` write
-them. A run is evaluated on its ``test`` rows when it has any, else on its ``val`` rows.
+them. A run is evaluated on its ``test`` rows when it has any, else on its ``val`` rows. An arm's
+modality coverage is that of its runs' evaluation rows (``summary.json``), counted once per fold.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from evaluation.coverage import ModalityCoverage
 
 RUN_FOLDER = re.compile(r"^(?:fold(?P<fold>\d+)_)?seed(?P<seed>\d+)$")
 EVALUATION_SPLITS = ("test", "val")
@@ -26,7 +29,7 @@ class StudyFolderError(Exception):
 
 @dataclass(frozen=True)
 class ArmInfo:
-    """``arm.json``: what the arm is (missing fields read as empty)."""
+    """``arm.json``: what the arm is (missing fields read as empty), and what it saw."""
 
     name: str
     kind: str = ""
@@ -34,6 +37,20 @@ class ArmInfo:
     family: str = ""
     modalities: str = ""
     description: str = ""
+    allow_unavailable: bool = False  # the study let it train without most of a modality
+    # letter -> counts (``evaluation.coverage.ModalityCoverage.to_dict``) over ``coverage_of``
+    coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    coverage_of: str = ""  # "evaluated clips", "all clips" (arm.json only) or "" (not recorded)
+
+    def modality_coverage(self) -> dict[str, ModalityCoverage]:
+        from evaluation.coverage import ModalityCoverage
+
+        return {k: ModalityCoverage.from_dict(k, v) for k, v in self.coverage.items()}
+
+    def thin_modalities(self) -> tuple[ModalityCoverage, ...]:
+        """Modalities of the arm present on at most half its clips (missing or absent): its
+        scores are mostly about the others, and the report marks it."""
+        return tuple(c for c in self.modality_coverage().values() if c.mostly_not_present)
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +64,7 @@ class RunPredictions:
     split: str
     labels: tuple[str, ...]
     frame: pd.DataFrame
+    coverage: dict[str, Any] = field(default_factory=dict)  # summary.json's block, this split
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,9 +100,13 @@ def read_arm_info(arm_dir: Path) -> ArmInfo:
     except json.JSONDecodeError as err:
         raise StudyFolderError(f"{path} is not valid JSON ({err}); rewrite or delete it") from err
     fields = ("kind", "model", "family", "modalities", "description")
+    coverage = data.get("coverage") if isinstance(data.get("coverage"), dict) else {}
     return ArmInfo(
         name=str(data.get("name") or arm_dir.name),
         **{key: str(data.get(key) or "") for key in fields},
+        allow_unavailable=bool(data.get("allow_unavailable", False)),
+        coverage=coverage,
+        coverage_of="all clips" if coverage else "",
     )
 
 
@@ -131,6 +153,7 @@ def read_run_predictions(run_dir: Path) -> RunPredictions:
         split=splits[0],
         labels=labels,
         frame=rows,
+        coverage=((summary.get("coverage") or {}).get(splits[0]) or {}),
     )
 
 
@@ -144,7 +167,21 @@ def load_arm(arm_dir: str | Path) -> ArmRuns:
             "folders): the arm did not finish; see STUDY/status.json and rerun it"
         )
     runs = tuple(read_run_predictions(folder) for folder in folders)
-    return ArmRuns(info=read_arm_info(arm_dir), arm_dir=arm_dir, runs=runs)
+    info = read_arm_info(arm_dir)
+    if runs and all(run.coverage for run in runs):
+        info = replace(info, coverage=evaluated_coverage(runs), coverage_of="evaluated clips")
+    return ArmRuns(info=info, arm_dir=arm_dir, runs=runs)
+
+
+def evaluated_coverage(runs: tuple[RunPredictions, ...]) -> dict[str, dict[str, Any]]:
+    """Coverage of the runs' evaluation rows, summed over folds; the seeds of a fold evaluate the
+    same rows, so each fold counts once."""
+    from evaluation.coverage import combine, read_coverage
+
+    by_fold = {}
+    for run in runs:
+        by_fold.setdefault(run.fold, read_coverage({run.split: run.coverage}, run.split))
+    return {letter: c.to_dict() for letter, c in combine(by_fold.values()).items()}
 
 
 def arm_folders(study_dir: Path) -> list[Path]:

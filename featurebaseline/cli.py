@@ -9,6 +9,7 @@ accelerate launch --multi_gpu --num_processes N -m cer baseline train ...   (dat
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,14 +44,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    from cer.config import ConfigError
+    from evaluation.runs import RunMismatchError
+    from featurebaseline.encoders import EncoderUnavailable
+    from featurebaseline.features import FeatureError
+
+    return (ConfigError, FeatureError, EncoderUnavailable, RunMismatchError, FileNotFoundError)
+
+
 def run_train(args: argparse.Namespace) -> int:
+    import logging
+
     from cer.config import resolve
+    from evaluation.runs import results_summary
     from featurebaseline.config import BaselineConfig
     from featurebaseline.runner import run_baseline
-    from finetune.runs import results_summary
 
-    config = resolve(BaselineConfig, args, config_file=args.config)
-    outcome = run_baseline(config)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("cer baseline: %(message)s"))
+    logger = logging.getLogger("evaluation")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        outcome = run_baseline(resolve(BaselineConfig, args, config_file=args.config))
+    except _user_errors() as err:
+        print(f"cer baseline train: error: {err}", file=sys.stderr)
+        return 2
     print(results_summary(outcome.runs, outcome.aggregate))
     return 0
 

@@ -160,8 +160,13 @@ class BaselineConfig:
             "epochs without validation improvement before stopping; 0: never stop early"
         ),
     )
-    resume: bool = field(
-        default=True, metadata=_help("continue from the last checkpoint in the run folder")
+    resume: bool | None = field(
+        default=None,
+        metadata=_help(
+            "continue from the run folder's last checkpoint: by default when the folder holds the "
+            "same run (same fingerprint), else train afresh; true: the folder must hold the same "
+            "run (an error otherwise); false: always train afresh"
+        ),
     )
     retrain: bool = field(
         default=False,

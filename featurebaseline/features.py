@@ -85,6 +85,26 @@ class FeatureSet:
     def dims(self) -> dict[str, dict[str, int]]:
         return {name: m.dims for name, m in self.modalities.items()}
 
+    def digest(self) -> str:
+        """Content digest of the rows (ids, splits, labels) and every feature array: what a run
+        trained on these features records in its fingerprint."""
+        import hashlib
+
+        import pandas as pd
+
+        hasher = hashlib.blake2b(digest_size=8)
+        hasher.update(",".join(map(str, self.rows.columns)).encode())
+        hasher.update(pd.util.hash_pandas_object(self.rows.astype(str), index=False).to_numpy())
+        for name in sorted(self.modalities):
+            m = self.modalities[name]
+            hasher.update(f"{name}:{m.sequence_columns}:{m.vector_columns}".encode())
+            for array in (m.present, m.sequence, m.steps, m.vector):
+                if array is not None:
+                    hasher.update(f"{array.dtype}{array.shape}".encode())
+                    hasher.update(np.ascontiguousarray(array).tobytes())
+        hasher.update(f"{self.step_seconds}".encode())
+        return hasher.hexdigest()
+
     def __len__(self) -> int:
         return len(self.rows)
 

@@ -1,13 +1,12 @@
 """Entry point of ``cer baseline train``/``predict``: features once, then one run per fold x seed.
 
 Run folders, predictions, metrics and the cross-validation summary are those of ``cer finetune``
-(``finetune.runs``, ``finetune.metrics``), so a text model and a fusion model can be compared
+(``evaluation.runs``, ``evaluation.metrics``), so a text model and a fusion model can be compared
 row by row: same ``predictions.parquet`` columns, same ``metrics.json`` levels.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from cer.config import save_config, to_mapping
+from cer.config import to_mapping
+from evaluation.runs import RunFingerprint, RunResult, fold_seed_jobs, run_fingerprint, train_jobs
 from featurebaseline.config import BaselineConfig
+from featurebaseline.encoders import resolve_model
 from featurebaseline.features import FeatureError, FeatureSet, assemble_features
-from finetune.runs import RunResult, fold_seed_jobs, train_jobs
 
 
 @dataclass(frozen=True)
@@ -42,19 +42,33 @@ def run_config(config: BaselineConfig, run_dir: Path, seed: int) -> BaselineConf
     return replace(config, output_dir=str(run_dir), seeds=(seed,))
 
 
+def job_fingerprint(config: BaselineConfig, features: FeatureSet) -> RunFingerprint:
+    """What one job trains on: its assembled features (with their split roles), the splits
+    file, its config and the frozen encoders."""
+    return run_fingerprint(
+        to_mapping(config),
+        data={"splits": config.splits},
+        digests={"features": features.digest()},
+        models={
+            "text_encoder": resolve_model(config.text_encoder)
+            if "T" in config.modalities
+            else None,
+            "audio_encoder": config.audio_encoder,
+            "image_encoder": config.image_encoder,
+        },
+    )
+
+
 def train_one(config: BaselineConfig, features: FeatureSet, run_dir: Path, seed: int) -> RunResult:
     """Train, save and evaluate one arm on one split assignment; writes the run folder."""
+    from evaluation.runs import finish_run, is_main_process, prediction_frame, start_run
     from featurebaseline.train import fit, predict_probabilities, save_model, to_tensors
     from finetune.data import label_set
-    from finetune.runs import finish_run, is_main_process, library_versions, prediction_frame
 
     labels = label_set(features.rows, "label")
     main = is_main_process()  # under `accelerate launch`, only rank 0 writes the run folder
     run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        save_config(run_config(config, run_dir, seed), run_dir / "config.yaml")
-        _write_json(run_dir / "versions.json", library_versions())
-        _write_json(run_dir / "labels.json", list(labels))
+    start_run(run_dir, to_mapping(run_config(config, run_dir, seed)), labels)
     model, scaler, summary = fit(config, features, labels, run_dir, seed)
     if main:
         save_model(model, scaler, labels, run_dir)
@@ -72,9 +86,27 @@ def train_one(config: BaselineConfig, features: FeatureSet, run_dir: Path, seed:
         "temporal": config.temporal,
         "model_family": "feature-fusion",
         "feature_dims": features.dims(),
+        "coverage": feature_coverage(config, features),
         **summary,
     }
     return finish_run(run_dir, predictions, labels, summary)
+
+
+def feature_coverage(config: BaselineConfig, features: FeatureSet) -> dict[str, Any]:
+    """Per split and modality, on how many rows the features were present, absent or missing
+    (statuses from the source table; presence from the features themselves)."""
+    from evaluation.coverage import read_statuses, run_coverage, with_statuses
+    from featurebaseline.config import MODALITY_NAMES
+
+    rows = features.rows
+    if config.source and Path(config.source).exists():
+        rows = with_statuses(rows, read_statuses(config.source))
+    present = {
+        letter: features.modalities[name].present
+        for letter, name in MODALITY_NAMES.items()
+        if name in features.modalities
+    }
+    return run_coverage(rows, config.modalities, present=present)
 
 
 def fold_features(features: FeatureSet, splits, protocol: str | None, fold: int) -> FeatureSet:
@@ -116,7 +148,10 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
         jobs,
         lambda run_dir, data, seed: train_one(config, data, run_dir, seed),
         output,
-        written_config=lambda run_dir, seed, fold: to_mapping(run_config(config, run_dir, seed)),
+        fingerprint=lambda run_dir, data, seed, fold: job_fingerprint(
+            run_config(config, run_dir, seed), data
+        ),
+        resume=config.resume,
         retrain=config.retrain,
     )
     return BaselineOutcome(tuple(runs), aggregate, feature_seconds)
@@ -130,9 +165,9 @@ def predict_source(run_dir: str | Path, source: str, output: str | Path) -> Pred
     when every row has a gold label the model knows.
     """
     from cer.config import from_mapping, load_yaml
+    from evaluation.metrics import evaluate_predictions
+    from evaluation.runs import prediction_frame
     from featurebaseline.train import load_model, predict_probabilities, to_tensors
-    from finetune.metrics import evaluate_predictions
-    from finetune.runs import prediction_frame
 
     run_dir = Path(run_dir)
     saved = from_mapping(BaselineConfig, load_yaml(run_dir / "config.yaml"), source=str(run_dir))
@@ -165,7 +200,3 @@ def predict_source(run_dir: str | Path, source: str, output: str | Path) -> Pred
         metrics = evaluate_predictions(predictions, labels)
         return PredictionOutcome(predictions, metrics, f"metrics over {len(gold)} labelled rows")
     return PredictionOutcome(predictions, None, note)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")

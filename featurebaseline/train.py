@@ -3,7 +3,7 @@
 A plain PyTorch loop: the whole feature set fits in memory (a MELD-sized run is a few hundred
 megabytes at most), so batches are slices of tensors already on the device. Every epoch writes
 ``checkpoints/last.pt`` (model, optimizer, RNG states, best weights so far), so a killed run
-resumes at the next epoch. The run folder has the layout of ``cer finetune`` (``finetune.runs``)
+resumes at the next epoch. The run folder has the layout of ``cer finetune`` (``evaluation.runs``)
 with the model in ``model/model.pt`` instead of an adapter.
 
 Under ``accelerate launch --num_processes N`` (``--cpu`` without GPUs) training is data-parallel:
@@ -145,8 +145,8 @@ def fit(
     """Train on the ``train`` rows, pick the epoch by the val metric; -> (model, scaler, summary)."""
     import torch
 
+    from evaluation.metrics import score
     from featurebaseline.models import FusionModel, ModelSpec, auxiliary_loss
-    from finetune.metrics import score
 
     seed_everything(seed)
     if config.threads:
@@ -197,7 +197,7 @@ def fit(
         "best_weights": None,
     }
     checkpoint = run_dir / "checkpoints" / "last.pt"
-    if config.resume and checkpoint.exists():
+    if config.resume is not False and checkpoint.exists():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         core.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])

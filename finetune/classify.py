@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finetune.config import TRAINING_DEFAULTS, FinetuneConfig
+from evaluation.coverage import prompt_modalities, run_coverage
+from evaluation.runs import RunResult, finish_run, is_main_process, prediction_frame, start_run
+from finetune.config import TRAINING_DEFAULTS, FinetuneConfig, flat_mapping
 from finetune.data import build_dataset, encode_labels, tokenize_texts
-from finetune.runs import RunResult, finish_run, is_main_process, prediction_frame, start_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,7 +136,7 @@ def resume_point(config: FinetuneConfig, run_dir: Path) -> str | None:
         if is_main_process():
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         return None
-    return latest_checkpoint(run_dir) if config.resume else None
+    return latest_checkpoint(run_dir) if config.resume is not False else None
 
 
 def train_classifier(
@@ -159,7 +160,7 @@ def train_classifier(
     )
 
     set_seed(seed)
-    start_run(config, run_dir, labels)
+    start_run(run_dir, flat_mapping(config), labels)
     tokenizer = load_tokenizer(config)
     parts = {s: frame[frame["split"] == s] for s in ("train", "val", "test")}
     parts = {s: part for s, part in parts.items() if not part.empty}
@@ -225,6 +226,7 @@ def train_classifier(
         "truncation": truncation,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "processes": args.world_size,
+        "coverage": run_coverage(frame, prompt_modalities(frame)),
     }
     if config.save_merged and trainer.is_world_process_zero():
         summary["merged"] = save_merged(trainer.model, config, labels, tokenizer, run_dir)

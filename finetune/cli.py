@@ -58,24 +58,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from cer.config import ConfigError
+    from evaluation.runs import RunMismatchError
     from finetune.data import PromptDataError
     from finetune.models import ModelLoadError
 
-    return (ConfigError, PromptDataError, ModelLoadError, FileNotFoundError)
+    return (ConfigError, PromptDataError, ModelLoadError, RunMismatchError, FileNotFoundError)
 
 
 def run_train(args: argparse.Namespace) -> int:
     import logging
 
+    from evaluation.runs import is_main_process, results_summary
     from finetune.config import resolve_config
     from finetune.runner import run_finetune
-    from finetune.runs import is_main_process, results_summary
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("cer finetune: %(message)s"))
-    logger = logging.getLogger("finetune")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if is_main_process() else logging.WARNING)
+    for name in ("finetune", "evaluation"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if is_main_process() else logging.WARNING)
     try:
         outcome = run_finetune(resolve_config(args, args.config))
     except _user_errors() as err:

@@ -150,8 +150,13 @@ class FinetuneConfig:
     early_stopping_patience: int = field(
         default=3, metadata={"help": "evaluations without improvement before stopping; 0: never"}
     )
-    resume: bool = field(
-        default=True, metadata={"help": "continue from the last checkpoint in the run folder"}
+    resume: bool | None = field(
+        default=None,
+        metadata={
+            "help": "continue from the run folder's last checkpoint: by default when the folder "
+            "holds the same run (same fingerprint), else train afresh; true: the folder must hold "
+            "the same run (an error otherwise); false: always train afresh"
+        },
     )
     retrain: bool = field(
         default=False,

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from finetune.config import FinetuneConfig
-from finetune.runs import RunResult, finish_run, is_main_process, prediction_frame, start_run
+from evaluation.coverage import prompt_modalities, run_coverage
+from evaluation.runs import RunResult, finish_run, is_main_process, prediction_frame, start_run
+from finetune.config import FinetuneConfig, flat_mapping
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,7 +137,7 @@ def train_generative(
     from finetune.predict import on_inference_device
 
     set_seed(seed)
-    start_run(config, run_dir, labels)
+    start_run(run_dir, flat_mapping(config), labels)
     require_decoder(config)
     tokenizer = load_tokenizer(config)
     if tokenizer.eos_token is None:
@@ -152,6 +153,7 @@ def train_generative(
         "mode": config.mode,
         "family": "decoder",
         "method": config.method,
+        "coverage": run_coverage(frame, prompt_modalities(frame)),
     }
     if config.mode == "generate":
         from peft import prepare_model_for_kbit_training

@@ -13,9 +13,27 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+from evaluation.metrics import evaluate_predictions
+from evaluation.runs import prediction_frame
 from finetune.data import check_prompts, encode_labels, read_prompts, tokenize_texts
-from finetune.metrics import evaluate_predictions
-from finetune.runs import prediction_frame, read_run
+
+
+def read_run(run_dir: str | Path) -> tuple[Any, tuple[str, ...]]:
+    """The resolved config and label names of a finished run."""
+    import json
+
+    from cer.config import load_yaml
+    from finetune.config import config_from_mapping
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "labels.json").exists() or not (run_dir / "adapter").exists():
+        raise FileNotFoundError(
+            f"{run_dir} is not a finished finetune run (no labels.json/adapter); "
+            "point at the folder `cer finetune train` wrote"
+        )
+    config = config_from_mapping(load_yaml(run_dir / "config.yaml"), source=str(run_dir))
+    labels = tuple(json.loads((run_dir / "labels.json").read_text(encoding="utf-8")))
+    return config, labels
 
 
 def load_run_model(run_dir: str | Path) -> tuple[Any, Any, Any, tuple[str, ...]]:

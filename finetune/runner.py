@@ -4,9 +4,10 @@ Without a splits file the ``split`` column of the prompts decides train/val/test
 selected fold of the protocol is a run (``OUTPUT/fold<F>_seed<S>/``) and
 ``OUTPUT/cv_metrics.json`` holds the mean and standard deviation over folds and seeds.
 
-Each run folder's ``config.yaml`` is the config of that run alone (its folder, seed and fold), so
-a rerun with the same options, or with more seeds or folds, reads finished runs back and trains
-only the missing ones (``retrain: true`` trains everything again).
+Each run folder's ``fingerprint.json`` records what that run alone was trained on (the prompts
+and splits files' contents, its config with its seed and fold, the model), so a rerun with the
+same inputs, or with more seeds or folds, reads finished runs back and trains only the missing
+ones (``retrain: true`` trains everything again), while a rerun on other prompts trains afresh.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from evaluation.runs import RunFingerprint, RunResult, fold_seed_jobs, run_fingerprint, train_jobs
 from finetune.config import FinetuneConfig, flat_mapping
 from finetune.data import (
     PromptDataError,
@@ -23,7 +25,6 @@ from finetune.data import (
     label_set,
     read_prompts,
 )
-from finetune.runs import RunResult, fold_seed_jobs, train_jobs
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,15 @@ def run_config(config: FinetuneConfig, run_dir: Path, seed: int, fold: int | Non
         output_dir=str(run_dir),
         seeds=(seed,),
         folds=(fold,) if fold is not None else config.folds,
+    )
+
+
+def job_fingerprint(config: FinetuneConfig) -> RunFingerprint:
+    """What one job trains on: the prompts and splits files' contents, its config, the model."""
+    return run_fingerprint(
+        flat_mapping(config),
+        data={"prompts": config.prompts, "splits": config.splits},
+        models={"model": config.model},
     )
 
 
@@ -83,7 +93,8 @@ def run_finetune(config: FinetuneConfig) -> FinetuneOutcome:
         jobs,
         lambda run_dir, data, seed: run_one(configs[run_dir], data, run_dir, seed),
         output,
-        written_config=lambda run_dir, seed, fold: flat_mapping(configs[run_dir]),
+        fingerprint=lambda run_dir, data, seed, fold: job_fingerprint(configs[run_dir]),
+        resume=config.resume,
         retrain=config.retrain,
     )
     return FinetuneOutcome(tuple(runs), aggregate)

@@ -202,14 +202,26 @@ def test_unlabelled_prompts_get_predictions_without_metrics(face_run, capsys):
         run_baseline(face_config(face_run, source=str(face_run / "new_out")))
 
 
-def test_an_interrupted_run_resumes_from_its_last_epoch(face_run):
-    config = face_config(face_run, output_dir=str(face_run / "run_resume"), patience=0)
-    first = run_baseline(replace(config, epochs=2)).runs[0]
-    second = run_baseline(replace(config, epochs=4)).runs[0]
+def test_an_interrupted_run_resumes_from_its_last_epoch(face_run, monkeypatch):
+    import torch
 
-    assert first.summary["epochs_run"] == 2
-    assert second.summary["resumed_from_epoch"] == 2 and second.summary["epochs_run"] == 4
-    assert [h["epoch"] for h in second.summary["history"]] == [1, 2, 3, 4]
+    config = face_config(face_run, output_dir=str(face_run / "run_resume"), patience=0, epochs=4)
+    save, saved = torch.save, []
+
+    def killed_in_epoch_three(obj, path, *args, **kwargs):
+        save(obj, path, *args, **kwargs)
+        saved.append(path)
+        if len(saved) == 3:  # killed while writing epoch 3's checkpoint: epoch 2's is the last
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", killed_in_epoch_three)
+        with pytest.raises(KeyboardInterrupt):
+            run_baseline(config)
+    resumed = run_baseline(config).runs[0]
+
+    assert resumed.summary["resumed_from_epoch"] == 2 and resumed.summary["epochs_run"] == 4
+    assert [h["epoch"] for h in resumed.summary["history"]] == [1, 2, 3, 4]
 
 
 def test_a_speech_encoder_adds_time_aligned_frames_and_is_cached(face_run, tmp_path, monkeypatch):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from textualize.describe import (
     BUILTIN_PROSODY_REFERENCE,
+    ProsodyReference,
     build_prosody_reference,
     describe_action_units,
     describe_prosody,
@@ -101,6 +104,13 @@ def test_speaker_reference_and_fallback_for_small_data():
     assert describe_prosody(prosody(pitch_mean_st=41), reference, "ann").startswith("medium")
     assert describe_prosody(prosody(pitch_mean_st=41), reference, "bob").startswith("high")
     assert build_prosody_reference(data[:5], "dataset").source == "builtin"
+
+
+def test_prosody_reference_survives_json():
+    data = [("ann", prosody(pitch_mean_st=30.0 + i % 7)) for i in range(60)]
+    reference = build_prosody_reference(data, "speaker")
+    again = ProsodyReference.from_dict(json.loads(json.dumps(reference.to_dict())))
+    assert again == reference and again.by_speaker["ann"]["pitch_mean_st"] == reference.overall["pitch_mean_st"]
 
 
 def test_speech_emotion_words():

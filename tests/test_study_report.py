@@ -19,10 +19,10 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from experiments import report, stats
 from experiments.paired import PairingError, compare_arms
-from experiments.resampling import encode, scores_from_codes
+from evaluation.resampling import encode, scores_from_codes
 from experiments.study_runs import load_arm
-from finetune.config import FinetuneConfig
-from finetune.runs import finish_run, prediction_frame, start_run
+from finetune.config import FinetuneConfig, flat_mapping
+from evaluation.runs import finish_run, prediction_frame, start_run
 
 LABELS = ("anger", "joy", "neutral", "sadness")
 CLIPS = [f"clip{i:02d}" for i in range(48)]
@@ -54,7 +54,7 @@ def _probabilities(gold: pd.Series, accuracy, rng: np.random.Generator) -> np.nd
 
 
 def _write_run(run_dir, rows, accuracy, rng, *, seed, fold=None) -> pd.DataFrame:
-    start_run(FinetuneConfig(output_dir=str(run_dir)), run_dir, LABELS)
+    start_run(run_dir, flat_mapping(FinetuneConfig(output_dir=str(run_dir))), LABELS)
     run_id = f"{run_dir.name}-seed{seed}"
     frame = prediction_frame(
         rows,
@@ -161,7 +161,7 @@ def test_failed_arm_is_listed_with_the_status_reason(results):
 
 
 def test_vectorised_scores_match_finetune_metrics():
-    from finetune.metrics import score
+    from evaluation.metrics import score
 
     rng = np.random.default_rng(0)
     gold, predicted = rng.integers(0, 4, 50), rng.integers(0, 3, 50)  # class 3 never predicted

@@ -13,9 +13,20 @@ examples:
   cer textualize videos/ runs/win --window 2 --hop 1      # one prompt per 2-s window, cache only
   cer textualize videos/ runs/offline --whisper-model /models/whisper-small-ct2 --face off
   cer textualize manifest.parquet runs/big --engine ray --ray-address auto   # on a Ray cluster
+  cer textualize new_clips/ runs/new --reference runs/meld   # words exactly as at training time
 
 outputs: prompts.parquet and prompts.jsonl (one row per clip or window), failures.jsonl (every
-missing or failed modality with its reason), run.json (configuration, versions, timings).
+missing or failed modality with its reason), run.json (configuration, versions, timings),
+textualizer.json (what the words depend on beyond one clip: prosody reference statistics, label
+list, template, modalities, windows; fitted on the clips with split "train" when any clip has a
+split, else on all clips; per-speaker statistics from the same clips).
+
+--reference PRIOR (a prior output folder or its textualizer.json) renders with that textualizer
+instead of fitting one: the same statistics, labels and template, so a clip gets the prompt it got
+in PRIOR. Template, modalities, windows and prosody reference default to PRIOR's; giving a
+different one is an error (exit 2). A speaker PRIOR has no statistics for is described against its
+overall statistics, however many clips of that speaker the new batch holds. Rendering again from
+the cache with --reference runs no extractor.
 exit code: 0 when every clip was read and no modality failed; 1 otherwise (with --strict, also
 when a requested modality is missing, e.g. no face visible or no speech); 2 for usage errors.
 """
@@ -62,13 +73,20 @@ def run(args: argparse.Namespace) -> int:
     from textualize.pipeline import format_summary, textualize
     from textualize.prompts import TemplateError
     from textualize.ray_engine import RayEngineUnavailable
+    from textualize.textualizer import TextualizerError
 
     try:
         cfg = resolve(TextualizeConfig, args, config_file=args.config)
     except (ConfigError, ValueError) as err:
         print(f"cer textualize: {err}", file=sys.stderr)
         return 2
-    setup_errors = [ModalityUnavailable, InputError, TemplateError, RayEngineUnavailable]
+    setup_errors = [
+        ModalityUnavailable,
+        InputError,
+        TemplateError,
+        RayEngineUnavailable,
+        TextualizerError,
+    ]
     try:
         from textualize.speech import TranscriberUnavailable
 

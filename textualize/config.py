@@ -4,6 +4,8 @@ Every field is a ``cer textualize`` flag and a key of ``--config FILE.yaml``. Ex
 (the first groups) decide what is computed and cached; rendering fields (template, modalities,
 windows, reference, transcript source) only change how cached results are put into words; run
 fields (workers, engine, Ray address, ...) only change where and how fast the same work is done.
+Template, modalities, windows and prosody reference default to None: "paper", "TVA", whole clips
+and "dataset", or, with ``reference``, what the fitted textualizer recorded.
 """
 
 from __future__ import annotations
@@ -108,26 +110,48 @@ class TextualizeConfig:
         metadata=_help("auto (GPU when present), cpu or cuda", choices=("auto", "cpu", "cuda")),
     )
     # --- rendering (cache-only: changing these never re-runs an extractor)
-    template: str = field(
-        default="paper", metadata=_help("Prompt template: paper, instruction, or a .j2 file path")
+    template: str | None = field(
+        default=None,
+        metadata=_help(
+            "Prompt template: paper, instruction, or a .j2 file path (default: paper, or the "
+            "--reference textualizer's)"
+        ),
     )
-    modalities: str = field(
-        default="TVA",
-        metadata=_help("Modalities in the prompt: any of T (transcript), V (visual), A (audio)"),
+    modalities: str | None = field(
+        default=None,
+        metadata=_help(
+            "Modalities in the prompt: any of T (transcript), V (visual), A (audio) (default: TVA, or "
+            "the --reference textualizer's)"
+        ),
     )
     window: float | None = field(
         default=None,
-        metadata=_help("Window length in seconds: one prompt per window instead of per clip"),
+        metadata=_help(
+            "Window length in seconds: one prompt per window instead of per clip (default: whole "
+            "clips, or the --reference textualizer's windows)"
+        ),
     )
     hop: float | None = field(
         default=None, metadata=_help("Window hop in seconds (default: the window length)")
     )
-    prosody_reference: str = field(
-        default="dataset",
+    prosody_reference: str | None = field(
+        default=None,
         metadata=_help(
-            "What prosody words are relative to: dataset (this run's clips), speaker (each speaker's own "
-            "clips), builtin (fixed defaults); falls back when fewer than 20 voiced clips",
+            "What prosody words are relative to: dataset (the training clips: split train when any "
+            "clip has one, else all clips), speaker (each speaker against their own training clips; "
+            "others against the dataset), builtin (fixed defaults); falls back when fewer than 20 "
+            "voiced clips (default: dataset, or the --reference textualizer's)",
             choices=("dataset", "speaker", "builtin"),
+        ),
+    )
+    reference: str | None = field(
+        default=None,
+        metadata=_help(
+            "Render with a fitted textualizer instead of fitting one: a prior run's output folder "
+            "or its textualizer.json. Its prosody statistics, label list, template, modalities and "
+            "windows are used unchanged, so new clips get the words of training time; a flag that "
+            "contradicts it is an error. A speaker it has no statistics for is described against "
+            "its overall statistics, however many clips of that speaker this run holds"
         ),
     )
     transcript_source: str = field(

@@ -3,7 +3,8 @@
 Two steps, so that rendering never re-runs a detector: ``summarize_face`` reduces a face track
 (any time span of it) to per-AU coverage and intensity, and the ``describe_*`` functions turn
 those summaries into short phrases. Prosody words are relative to a reference (this dataset, this
-speaker, or built-in defaults), because "high pitch" only means something against a baseline.
+speaker, or built-in defaults), because "high pitch" only means something against a baseline; the
+reference is fitted on training clips and saved with the textualizer (textualize/textualizer.py).
 """
 
 from __future__ import annotations
@@ -156,7 +157,30 @@ class ProsodyReference:
     source: str = "builtin"
 
     def stats_for(self, speaker: str | None) -> dict[str, tuple[float, float]]:
+        """The speaker's own statistics when it has them, else the overall ones."""
         return self.by_speaker.get(speaker or "", self.overall)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly: ``{"source", "overall": {field: [mean, sd]}, "by_speaker": {...}}``."""
+        return {
+            "source": self.source,
+            "overall": {name: list(ms) for name, ms in self.overall.items()},
+            "by_speaker": {
+                spk: {name: list(ms) for name, ms in stats.items()}
+                for spk, stats in sorted(self.by_speaker.items())
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ProsodyReference:
+        def stats(values: Mapping) -> dict[str, tuple[float, float]]:
+            return {str(name): (float(ms[0]), float(ms[1])) for name, ms in values.items()}
+
+        return cls(
+            stats(data["overall"]),
+            {str(spk): stats(v) for spk, v in data.get("by_speaker", {}).items()},
+            source=str(data["source"]),
+        )
 
 
 def _stats(rows: list[Mapping[str, float | None]]) -> dict[str, tuple[float, float]]:
@@ -174,9 +198,9 @@ def _stats(rows: list[Mapping[str, float | None]]) -> dict[str, tuple[float, flo
 def build_prosody_reference(
     summaries: Iterable[tuple[str | None, Mapping[str, float | None]]], mode: str = "dataset"
 ) -> ProsodyReference:
-    """Reference statistics from (speaker, summary) pairs of voiced units.
+    """Reference statistics from (speaker, summary) pairs of voiced units (the fitting clips').
 
-    ``mode``: "builtin" (fixed defaults), "dataset" (this run's voiced clips) or "speaker" (each
+    ``mode``: "builtin" (fixed defaults), "dataset" (the given voiced clips) or "speaker" (each
     speaker against their own clips, falling back to the dataset for speakers with few clips).
     Each level falls back to the one below it when it has fewer than MIN_REFERENCE_CLIPS clips.
     """

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cer.fingerprints import model_identity
 from textualize.cache import StageCache, stage_key
 from textualize.config import TextualizeConfig
 from textualize.media import MediaError, decode_audio, iter_frames, probe
@@ -56,15 +57,6 @@ def _dist_version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "absent"
-
-
-def _model_identity(model: str | None) -> str | None:
-    """A local model's name plus a fingerprint of its files, so replaced weights invalidate the cache."""
-    if model and Path(model).expanduser().exists():
-        from textualize.speech import model_fingerprint
-
-        return f"{Path(model).name}@{model_fingerprint(str(Path(model).expanduser()))}"
-    return model
 
 
 def face_config(cfg: TextualizeConfig):
@@ -140,7 +132,7 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
         "prosody": {"feature_set": "eGeMAPSv02", "version": _dist_version("opensmile")},
         "transcript": {
             "backend": cfg.whisper_backend,
-            "model": _model_identity(cfg.whisper_model),
+            "model": model_identity(cfg.whisper_model),
             "language": cfg.language,
             "vad": cfg.vad,
             "beam_size": cfg.beam_size,
@@ -150,7 +142,7 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
             ),
         },
         "speech_emotion": {
-            "model": _model_identity(cfg.speech_emotion_model),
+            "model": model_identity(cfg.speech_emotion_model),
             "version": _dist_version("transformers"),
         },
     }

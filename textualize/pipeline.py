@@ -6,7 +6,9 @@ its models once, or a Ray cluster (``--engine ray``, textualize/ray_engine.py); 
 (cache fast path, rendering, writing) is shared. Results are cached per clip and stage, so a
 killed run resumes where it stopped and a re-render (other template, modality subset or windows)
 reads the cache only. Outputs: ``prompts.parquet``, ``prompts.jsonl``,
-``failures.jsonl`` and ``run.json`` (configuration, versions, counts, timings).
+``failures.jsonl``, ``run.json`` (configuration, versions, counts, timings) and
+``textualizer.json`` (the fitted prosody reference, labels and template; textualize/textualizer.py),
+which ``cfg.reference`` reads back to render new clips exactly as the training clips.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import platform
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -28,7 +30,6 @@ from pathlib import Path
 from cer.config import to_mapping
 from textualize.cache import StageCache, atomic_write
 from textualize.config import TextualizeConfig
-from textualize.describe import build_prosody_reference
 from textualize.extract import (
     THREAD_VARIABLES,
     ExtractionPlan,
@@ -40,12 +41,31 @@ from textualize.extract import (
 )
 from textualize.inputs import discover_clips
 from textualize.prompts import PromptRenderer
-from textualize.records import FAILED, Clip
+from textualize.records import (
+    ABSENT,
+    DISABLED,
+    FAILED,
+    MODALITIES,
+    NO_STREAM,
+    OK,
+    UNAVAILABLE,
+    Clip,
+)
 from textualize.render import is_gap, unit_row
+from textualize.textualizer import FILE_NAME as TEXTUALIZER_FILE
+from textualize.textualizer import (
+    extraction_identity,
+    fit_textualizer,
+    load_textualizer,
+    rendering_config,
+    rendering_notes,
+)
 from textualize.units import UnitFeatures, make_units
 
 log = logging.getLogger(__name__)
 
+#: Every status a modality can have, in the order run.json lists their counts.
+STATUSES = (OK, ABSENT, NO_STREAM, UNAVAILABLE, DISABLED, FAILED)
 PACKAGES = (
     "av",
     "opensmile",
@@ -71,6 +91,8 @@ class RunSummary:
     modality_failures: int  # (clip, modality) pairs that failed
     gaps: int  # (clip, modality) pairs missing for any reason (for --strict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # modality -> clips per status, every status named (zeros too); reasons in failures.jsonl
+    status_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     wall_seconds: float = 0.0
     output_dir: str = ""
 
@@ -187,6 +209,8 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
     """Textualize every clip of ``source`` (folder, manifest or file) into ``output_dir``."""
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat()
+    prior = load_textualizer(cfg.reference) if cfg.reference else None
+    cfg = rendering_config(cfg, prior)  # unset options from the prior textualizer, or defaults
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     clips = discover_clips(source, cfg.labels)
@@ -195,8 +219,8 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
         from textualize.ray_engine import require_ray
 
         require_ray()  # a missing extra fails now, with the pip command, not after the cached clips
-    labels = tuple(sorted({c.label for c in clips if c.label}))
-    renderer = PromptRenderer(cfg.template, cfg.modalities, labels)  # template errors before work
+    if prior is None:
+        PromptRenderer(cfg.template, cfg.modalities)  # template errors before work
 
     by_clip: dict[str, list[UnitFeatures]] = {}
     progress = _progress(len(clips), cfg.progress)
@@ -207,9 +231,10 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
     progress.close()
 
     units = [u for c in clips for u in by_clip[c.clip_id]]  # input order, not completion order
-    reference = build_prosody_reference(
-        ((u.clip.speaker, u.prosody) for u in units if u.prosody is not None), cfg.prosody_reference
-    )
+    extraction = extraction_identity(plan)
+    textualizer = prior or fit_textualizer(units, cfg, extraction, str(source))
+    notes = rendering_notes(textualizer, units, extraction if prior else None)
+    reference, renderer = textualizer.prosody, textualizer.renderer()
     rows = [unit_row(u, renderer, reference, cfg.transcript_source) for u in units]
     failures = [
         {
@@ -224,6 +249,7 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
         if is_gap(s.status)
     ]
     _write_outputs(rows, failures, output)
+    textualizer.save(output / TEXTUALIZER_FILE)
 
     stage_seconds: dict[str, float] = defaultdict(float)
     for c in clips:
@@ -242,6 +268,12 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
         ),
         gaps=len(failures),
         stage_seconds={k: round(v, 3) for k, v in sorted(stage_seconds.items())},
+        status_counts={
+            m: {s: sum(1 for u in first_units if u.status[m].status == s) for s in STATUSES}
+            for m in MODALITIES
+        }
+        if first_units
+        else {},
         wall_seconds=round(time.perf_counter() - started, 3),
         output_dir=str(output),
     )
@@ -261,12 +293,15 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
             "overall": reference.overall,
             "speakers": sorted(reference.by_speaker),
         },
+        "textualizer": {
+            "file": TEXTUALIZER_FILE,
+            "sha256": textualizer.sha256,
+            "reference": cfg.reference,  # None: fitted by this run
+            "fitted_on": to_mapping(textualizer.fitted_on),
+            "labels": list(textualizer.labels),
+            **notes,
+        },
         "versions": _versions(),
-        "statuses": {
-            m: dict(Counter(u.status[m].status for u in first_units)) for m in first_units[0].status
-        }
-        if first_units
-        else {},
         "summary": to_mapping(summary),
     }
     atomic_write(output / "run.json", json.dumps(run, indent=2, default=str).encode())
@@ -294,8 +329,17 @@ def format_summary(summary: RunSummary) -> str:
             "time per stage (s, summed over workers): "
             + ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
         )
+    if summary.status_counts:
+        lines.append(
+            "clips per modality status: "
+            + "; ".join(
+                f"{m} " + ", ".join(f"{s} {n}" for s, n in counts.items() if n)
+                for m, counts in summary.status_counts.items()
+            )
+        )
     lines.append(
-        f"outputs: {summary.output_dir}/prompts.parquet, prompts.jsonl, failures.jsonl, run.json"
+        f"outputs: {summary.output_dir}/prompts.parquet, prompts.jsonl, failures.jsonl, run.json, "
+        f"{TEXTUALIZER_FILE}"
     )
     return "\n".join(lines)
 

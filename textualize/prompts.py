@@ -4,7 +4,8 @@ Built-in templates: ``paper`` (the format of Richet et al. 2024) and ``instructi
 instruct models). A path to a ``.j2`` file works too. The modality subset is a render-time choice:
 any of T (transcript), V (visual) and A (audio); nothing is re-extracted to change it.
 
-Template variables: ``modalities`` (set of letters), ``labels`` (label names, may be empty),
+Template variables: ``modalities`` (set of letters), ``labels`` (label names, may be empty; they
+come from the fitted textualizer, textualize/textualizer.py, not from the clips being rendered),
 ``clip`` (clip_id, speaker, context, start, end), and ``transcript``, ``visual``, ``audio``, each
 with ``present`` (bool), ``missing`` (why it is absent, e.g. "no face visible") and text fields:
 ``transcript.text``; ``visual.action_units``, ``visual.emotions``; ``audio.prosody``,
@@ -46,7 +47,9 @@ class ModalityText:
 def parse_modalities(spec: str) -> frozenset[str]:
     letters = frozenset(spec.upper().replace("+", "").replace(",", ""))
     if not letters or letters - VALID_MODALITIES:
-        raise TemplateError(f"modalities must be letters from T, V, A (e.g. 'TVA', 'T+A'), got {spec!r}")
+        raise TemplateError(
+            f"modalities must be letters from T, V, A (e.g. 'TVA', 'T+A'), got {spec!r}"
+        )
     return letters
 
 
@@ -66,28 +69,54 @@ def template_source(name: str) -> tuple[str, str]:
 class PromptRenderer:
     """Compiles one template once, renders many units."""
 
-    def __init__(self, template: str = "paper", modalities: str = "TVA", labels: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        template: str = "paper",
+        modalities: str = "TVA",
+        labels: tuple[str, ...] = (),
+        *,
+        source: str | None = None,
+    ):
+        """``source``: the template text itself (e.g. as saved in a fitted textualizer); then
+        ``template`` is only its id and nothing is read from disk."""
         from jinja2 import StrictUndefined, TemplateSyntaxError
         from jinja2.sandbox import SandboxedEnvironment
 
-        self.template_id, source = template_source(template)
+        if source is None:
+            self.template_id, source = template_source(template)
+        else:
+            self.template_id = template
         self.modalities = parse_modalities(modalities)
         self.labels = tuple(labels)
-        env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        env = SandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+        )
         env.filters["sentence"] = end_sentence
         try:
             self._template = env.from_string(source)
         except TemplateSyntaxError as err:
-            raise TemplateError(f"template {self.template_id} line {err.lineno}: {err.message}") from err
+            raise TemplateError(
+                f"template {self.template_id} line {err.lineno}: {err.message}"
+            ) from err
 
-    def render(self, *, transcript: ModalityText, visual: ModalityText, audio: ModalityText,
-               clip: dict[str, Any]) -> str:
+    def render(
+        self,
+        *,
+        transcript: ModalityText,
+        visual: ModalityText,
+        audio: ModalityText,
+        clip: dict[str, Any],
+    ) -> str:
         from jinja2 import TemplateError as JinjaError
 
         try:
             text = self._template.render(
-                modalities=self.modalities, labels=self.labels, clip=clip,
-                transcript=transcript, visual=visual, audio=audio,
+                modalities=self.modalities,
+                labels=self.labels,
+                clip=clip,
+                transcript=transcript,
+                visual=visual,
+                audio=audio,
             )
         except JinjaError as err:
             raise TemplateError(f"template {self.template_id} failed to render: {err}") from err

@@ -20,7 +20,6 @@ with a message that says what to download and that ``--whisper-model PATH`` poin
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -31,12 +30,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cer.fingerprints import model_fingerprint
 from textualize.records import Segment, Transcript, Word
 
 SAMPLE_RATE = 16_000  # Hz; what every Whisper model expects
 BACKENDS = ("faster-whisper", "openai-whisper")
 MODEL_FLAG = "--whisper-model"
-FINGERPRINT_BYTES = 1 << 20  # bytes of each model file hashed for its identity (1 MiB)
 
 
 @dataclass(frozen=True)
@@ -494,21 +493,6 @@ def _openai_whisper_cache_file(config: SpeechConfig, whisper: Any) -> str:
         os.getenv("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "whisper"
     )
     return os.path.join(root, os.path.basename(whisper._MODELS[config.model]))
-
-
-def model_fingerprint(path: str) -> str:
-    """Short hash of a model's files (names, sizes, first MiB): its identity in cache keys,
-    cheap even for multi-GB weights and independent of where the folder lives."""
-    digest = hashlib.blake2b(digest_size=6)
-    root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    for file in files:
-        digest.update(
-            f"{file.relative_to(root) if root.is_dir() else ''}:{file.stat().st_size}".encode()
-        )
-        with open(file, "rb") as handle:
-            digest.update(handle.read(FINGERPRINT_BYTES))
-    return digest.hexdigest()
 
 
 def _version(

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cer.fingerprints import model_fingerprint
 from textualize.records import SpeechEmotion
-from textualize.speech import hub_offline, model_fingerprint
+from textualize.speech import hub_offline
 
 MODEL_FLAG = "--speech-emotion-model"
 KINDS = ("auto", "categorical", "dimensional")
