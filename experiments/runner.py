@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cer.config import ConfigError, to_mapping
-from cer.fingerprints import file_digest
+from cer.fingerprints import file_digest, model_identity, toolkit_version
 from cer.fingerprints import value_digest as digest
 from experiments.arms import (
     arm_config,
