@@ -46,8 +46,8 @@ MOSTLY_MISSING = 0.5
 
 FACE_FIX = (
     "install py-feat's face weights (README, 'Face weights (py-feat)': the `hf download` "
-    "commands its error message prints) or import precomputed py-feat/OpenFace CSVs with "
-    "`face_tables:` (`--face-tables DIR`)"
+    "commands its error message prints) or import precomputed py-feat/OpenFace CSVs with the "
+    "textualize option `face_tables` (a folder of <clip_id>.csv)"
 )
 
 
@@ -194,10 +194,10 @@ def run_coverage(
         coverage = ModalityCoverage.from_dict(letter, values)
         if coverage.mostly_missing:
             log.warning(
-                "coverage: %s; this run's scores say nothing about %s (%s)",
+                "coverage: %s; this run's scores say nothing about the %s (to get it: %s)",
                 coverage.describe(f"{split} rows"),
                 coverage.name,
-                missing_cause(coverage),
+                missing_fix(coverage),
             )
     return block
 
@@ -257,16 +257,23 @@ def combine(coverages: Iterable[Mapping[str, ModalityCoverage]]) -> dict[str, Mo
 def missing_cause(coverage: ModalityCoverage) -> str:
     """Why a modality is missing and how to get it, in words."""
     gap = coverage.main_gap
-    reason = coverage.reasons.get(gap or "", "")
+    defaults = {UNAVAILABLE: "its model is not installed", DISABLED: "turned off"}
+    reason = coverage.reasons.get(gap or "") or defaults.get(gap or "", str(gap))
+    return f"{reason}: {missing_fix(coverage)}"
+
+
+def missing_fix(coverage: ModalityCoverage) -> str:
+    """How to get a missing modality extracted."""
+    gap = coverage.main_gap
     if gap == UNAVAILABLE and coverage.letter == "V":
-        return f"{reason or 'the face model is not installed'}: {FACE_FIX}"
+        return FACE_FIX
     if gap == UNAVAILABLE:
-        return f"{reason or 'its model is not installed'}: install it (see the reason in prompts.parquet)"
+        return "install its model (the reason column of the prompts names it)"
     if gap == DISABLED:
-        return f"{reason or 'turned off'}: turn it on in the textualize settings"
+        return "turn it on in the textualize settings"
     if gap == FAILED:
-        return f"{reason or 'extraction failed'}: see failures.jsonl of the prompts"
-    return reason or str(gap)
+        return "see failures.jsonl beside the prompts"
+    return "check the prompts' status columns"
 
 
 def _status_related(column: str) -> bool:
@@ -285,9 +292,7 @@ def _statuses(rows: pd.DataFrame, letter: str) -> tuple[pd.Series, pd.Series]:
         if column in rows
         else pd.Series(UNKNOWN, index=rows.index, dtype=object)
     )
-    reason = (
-        rows[why].fillna("").astype(str) if why in rows else pd.Series("", index=rows.index)
-    )
+    reason = rows[why].fillna("").astype(str) if why in rows else pd.Series("", index=rows.index)
     if letter == "T" and "transcript" in rows:
         said = rows["transcript"].fillna("").astype(str).str.strip() != ""
         gold = (

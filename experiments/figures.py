@@ -201,13 +201,16 @@ def _footnote(figure: Figure, arms: list[ArmResult]) -> None:
     for arm in arms:
         for c in arm.info.thin_modalities():
             gap = c.main_gap or "?"
+            unit = f"evaluated {c.unit}" if arm.info.coverage_of.startswith("evaluated") else c.unit
             lines.append(
-                f"{arm.name}: {c.letter} ({c.name}) present on {c.present} of {c.rows} "
-                f"{arm.info.coverage_of or c.unit}, {gap} on {c.counts.get(gap, 0)}"
+                f"{arm.name}: {c.letter} ({c.name}) present on {c.present} of {c.rows} {unit}; "
+                f"{gap} on {c.counts.get(gap, 0)}"
                 + (f" ({c.reasons[gap]})" if c.reasons.get(gap) else "")
             )
     if lines:
-        figure.supxlabel("hatched: " + "\n".join(lines), fontsize="x-small", x=0.0, ha="left")
+        title = "hatched: scores that say nothing about a modality the arm lacked"
+        text = "\n".join([title, *lines])
+        figure.supxlabel(text, fontsize="x-small", x=0.0, ha="left")
 
 
 def file_name(name: str) -> str:

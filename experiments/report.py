@@ -107,7 +107,11 @@ def coverage_table(results: StudyResults) -> pd.DataFrame:
     rows = []
     for arm in results.arms:
         coverage = arm.info.modality_coverage()
-        row = {"arm": arm.name, "modalities": arm.info.modalities, "counted on": arm.info.coverage_of}
+        row = {
+            "arm": arm.name,
+            "modalities": arm.info.modalities,
+            "counted on": arm.info.coverage_of,
+        }
         for letter in used:
             c = coverage.get(letter)
             if letter not in arm.info.modalities:

@@ -215,8 +215,11 @@ def _arm_stage(
     started = time.perf_counter()
     config = arm_config(study, arm, folds=folds)
     arm_dir = Path(config.output_dir)
-    coverage = arm_coverage(study, arm)
-    refusal = coverage_refusal(arm, coverage)
+    try:
+        coverage = arm_coverage(study, arm)
+        refusal = coverage_refusal(arm, coverage)
+    except Exception as err:  # noqa: BLE001  (an unreadable prompts table fails this arm only)
+        refusal = f"cannot count the modalities of its prompts: {type(err).__name__}: {err}"
     if refusal:  # checked on every run: the study file may have dropped allow_unavailable
         arm_dir.mkdir(parents=True, exist_ok=True)
         (arm_dir / "error.log").write_text(refusal + "\n", encoding="utf-8")

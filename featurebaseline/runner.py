@@ -160,14 +160,14 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
 def predict_source(run_dir: str | Path, source: str, output: str | Path) -> PredictionOutcome:
     """Apply a trained run to another source, assembled with the run's own feature settings.
 
-    The source may lack gold labels (a new ``cer textualize`` run without a label column): the
+    The source may lack gold labels (a new ``cer textualize`` run without ``--labels``): the
     predictions then have an empty ``gold`` and there are no metrics. Metrics are computed only
-    when every row has a gold label the model knows.
+    when every row has a gold label the model knows, by the rule of ``cer finetune predict``.
     """
     from cer.config import from_mapping, load_yaml
-    from evaluation.metrics import evaluate_predictions
     from evaluation.runs import prediction_frame
     from featurebaseline.train import load_model, predict_probabilities, to_tensors
+    from finetune.predict import score_if_labelled
 
     run_dir = Path(run_dir)
     saved = from_mapping(BaselineConfig, load_yaml(run_dir / "config.yaml"), source=str(run_dir))
@@ -184,19 +184,5 @@ def predict_source(run_dir: str | Path, source: str, output: str | Path) -> Pred
     predictions["gold"] = gold.where(gold.notna(), None).to_numpy(dtype=object)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(output, index=False)
-    missing, unknown = int(gold.isna().sum()), sorted(set(gold.dropna()) - set(labels))
-    if missing == len(gold):
-        note = f"{source} has no gold labels: predictions only, no metrics"
-    elif missing:
-        note = (
-            f"{missing} of {len(gold)} rows have no gold label: no metrics (score a fully "
-            "labelled source)"
-        )
-    elif unknown:
-        note = (
-            f"gold label(s) {unknown} are not among the model's labels {list(labels)}: no metrics"
-        )
-    else:
-        metrics = evaluate_predictions(predictions, labels)
-        return PredictionOutcome(predictions, metrics, f"metrics over {len(gold)} labelled rows")
-    return PredictionOutcome(predictions, None, note)
+    metrics, note = score_if_labelled(predictions, labels, str(source))
+    return PredictionOutcome(predictions, metrics, note)

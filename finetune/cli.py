@@ -43,7 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict = sub.add_parser(
         "predict",
         help="apply a trained run to a prompts file",
-        description="Predict labels (and score them when the file has gold labels).",
+        description="Predict labels for every row, labelled or not (e.g. `cer textualize` "
+        "output without --labels); score them only when every row has a gold label the run "
+        "knows, and otherwise say why there are no metrics.",
     )
     predict.add_argument("run", metavar="RUN", help="run folder written by `cer finetune train`")
     predict.add_argument("prompts", metavar="PROMPTS", help="prompts Parquet/JSONL/CSV")
@@ -92,15 +94,16 @@ def run_train(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from finetune.predict import predict_prompts
+    from finetune.predict import predict_run
 
     output = args.output or Path(args.run) / f"predict_{Path(args.prompts).stem}.parquet"
     try:
-        predictions, metrics = predict_prompts(args.run, args.prompts, output)
+        outcome = predict_run(args.run, args.prompts, output)
     except _user_errors() as err:
         print(f"cer finetune predict: error: {err}", file=sys.stderr)
         return 2
-    print(f"{len(predictions)} predictions written to {output}")
-    if metrics:
-        print(json.dumps({k: metrics["rows"][k] for k in ("accuracy", "macro_f1", "weighted_f1")}))
+    print(f"{len(outcome.predictions)} predictions written to {output}; {outcome.note}")
+    if outcome.metrics:
+        rows = outcome.metrics["rows"]
+        print(json.dumps({k: rows[k] for k in ("accuracy", "macro_f1", "weighted_f1")}))
     return 0

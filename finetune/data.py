@@ -57,7 +57,8 @@ def check_prompts(
     label_column: str = "label",
     require_labels: bool = True,
 ) -> pd.DataFrame:
-    """Validate and normalise: ids present, no empty prompts, split names canonical."""
+    """Validate and normalise: ids present, no empty prompts, blank labels None, split names
+    canonical. ``require_labels`` (training) makes a missing or blank label an error."""
     needed = ["clip_id", text_column] + ([label_column] if require_labels else [])
     missing = [c for c in needed if c not in frame.columns]
     if missing:
@@ -74,19 +75,26 @@ def check_prompts(
             f"{int(empty.sum())} empty prompt(s) in column {text_column!r} (clip ids {ids} ...); "
             "drop them or re-render them before fine-tuning"
         )
-    if require_labels and frame[label_column].isna().any():
-        unlabelled = frame[label_column].isna()
-        ids = frame.loc[unlabelled, "clip_id"].astype(str).head(5).tolist()
-        raise PromptDataError(
-            f"{int(unlabelled.sum())} row(s) have no label in column {label_column!r} (clip ids "
-            f"{ids} ...); fill in their labels or drop them (`cer finetune predict` takes "
-            "unlabelled prompts)"
-        )
+    if label_column in frame.columns:
+        known = has_label(frame[label_column])
+        if require_labels and not known.all():
+            ids = frame.loc[~known, "clip_id"].astype(str).head(5).tolist()
+            raise PromptDataError(
+                f"{int((~known).sum())} row(s) have no label in column {label_column!r} (clip ids "
+                f"{ids} ...); fill in their labels or drop them (`cer finetune predict` takes "
+                "unlabelled prompts)"
+            )
+        frame[label_column] = frame[label_column].where(known, None)
     if "unit_id" not in frame.columns:
         frame["unit_id"] = frame["clip_id"].astype(str)
     if "split" in frame.columns:
         frame["split"] = frame["split"].astype(str).str.lower().replace(_SPLIT_ALIASES)
     return frame.reset_index(drop=True)
+
+
+def has_label(values: pd.Series) -> pd.Series:
+    """Which rows have a gold label: not null and not blank (textualize leaves "" or None)."""
+    return values.notna() & (values.astype(str).str.strip() != "")
 
 
 def label_set(frame: pd.DataFrame, label_column: str = "label") -> tuple[str, ...]:

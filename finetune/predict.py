@@ -1,12 +1,14 @@
 """Apply a finished run to new prompts: ``cer finetune predict RUN PROMPTS``.
 
 The base model named in the run's config is loaded and the saved adapter put on top with
-``PeftModel.from_pretrained`` (or the fully fine-tuned model is loaded from the run). Gold labels,
-when the prompts have them, are scored; labels the run never saw are an error.
+``PeftModel.from_pretrained`` (or the fully fine-tuned model is loaded from the run). Prompts
+need no labels (``cer textualize`` without ``--labels`` leaves them empty): metrics are computed
+only when every row has a gold label the run knows, and the outcome says why there are none.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,43 @@ if TYPE_CHECKING:
 
 from evaluation.metrics import evaluate_predictions
 from evaluation.runs import prediction_frame
-from finetune.data import check_prompts, encode_labels, read_prompts, tokenize_texts
+from finetune.data import check_prompts, has_label, read_prompts, tokenize_texts
+
+
+@dataclass(frozen=True)
+class PredictionOutcome:
+    """Predictions of a trained run on new rows; metrics only where every gold label is known."""
+
+    predictions: pd.DataFrame  # the columns of a run's predictions.parquet
+    metrics: dict[str, Any] | None
+    note: str  # which rows the metrics cover, or why there are none
+
+
+def score_if_labelled(
+    predictions: pd.DataFrame, labels: tuple[str, ...], source: str
+) -> tuple[dict[str, Any] | None, str]:
+    """Metrics of predictions against their ``gold`` column, and a note saying what they cover.
+
+    There are no metrics unless every row has a gold label among the run's ``labels``: scores
+    over part of the rows, or with classes the model cannot predict, would not be the scores of
+    ``source``. A blank gold label counts as none.
+    """
+    gold = predictions["gold"]
+    known = has_label(gold)
+    missing = int((~known).sum())
+    unknown = sorted(set(gold[known].astype(str)) - set(labels))
+    if missing == len(gold):
+        return None, f"{source} has no gold labels: predictions only, no metrics"
+    if missing:
+        return None, (
+            f"{missing} of {len(gold)} rows have no gold label: no metrics (score the labelled "
+            "rows on their own to get them)"
+        )
+    if unknown:
+        return None, (
+            f"gold label(s) {unknown} are not among the run's labels {list(labels)}: no metrics"
+        )
+    return evaluate_predictions(predictions, labels), f"metrics over {len(gold)} labelled rows"
 
 
 def read_run(run_dir: str | Path) -> tuple[Any, tuple[str, ...]]:
@@ -102,21 +140,19 @@ def classify_texts(model: Any, tokenizer: Any, input_ids: list[list[int]], batch
     return out
 
 
-def predict_prompts(
+def predict_run(
     run_dir: str | Path, prompts: str | Path | pd.DataFrame, output: str | Path | None = None
-) -> tuple[pd.DataFrame, dict[str, Any] | None]:
-    """Predictions (and metrics when gold labels are present) of a run on a prompts table."""
-    config, model, tokenizer, labels = load_run_model(run_dir)
+) -> PredictionOutcome:
+    """Predictions of a run on a prompts table, labelled or not, and metrics when they apply."""
+    config, labels = read_run(run_dir)
     frame = prompts if not isinstance(prompts, (str, Path)) else read_prompts(prompts)
-    has_gold = config.label_column in frame.columns
     frame = check_prompts(
         frame,
         text_column=config.text_column,
         label_column=config.label_column,
-        require_labels=has_gold,
+        require_labels=False,
     )
-    if has_gold:
-        encode_labels(frame, labels, config.label_column)  # unknown labels fail here
+    _, model, tokenizer, _ = load_run_model(run_dir)
     texts = frame[config.text_column].astype(str).tolist()
     if config.mode == "classify":
         ids, _ = tokenize_texts(
@@ -137,7 +173,20 @@ def predict_prompts(
     predictions = prediction_frame(
         frame, probabilities, labels, run_id=Path(run_dir).name, label_column=config.label_column
     )
-    metrics = evaluate_predictions(predictions, labels) if has_gold else None
+    if config.label_column in frame.columns:  # missing gold stays None, not the string "None"
+        gold = frame[config.label_column]
+        predictions["gold"] = gold.astype(str).where(has_label(gold), None).to_numpy(dtype=object)
+    source = str(prompts) if isinstance(prompts, (str, Path)) else "the prompts"
+    metrics, note = score_if_labelled(predictions, labels, source)
     if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
         predictions.to_parquet(output, index=False)
-    return predictions, metrics
+    return PredictionOutcome(predictions, metrics, note)
+
+
+def predict_prompts(
+    run_dir: str | Path, prompts: str | Path | pd.DataFrame, output: str | Path | None = None
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """(predictions, metrics or None) of ``predict_run``, without its note."""
+    outcome = predict_run(run_dir, prompts, output)
+    return outcome.predictions, outcome.metrics

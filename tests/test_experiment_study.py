@@ -158,3 +158,63 @@ def test_cli_reports_a_bad_study_without_a_traceback(tmp_path, capsys):
     path.write_text(yaml.safe_dump(minimal(seeds=[])))
     assert main(["experiment", "run", str(path)]) == 2
     assert "seeds must list at least one seed" in capsys.readouterr().err
+
+
+def test_allow_unavailable_is_a_documented_yes_or_no_key_of_an_arm():
+    arms = minimal()["arms"]
+    arms[0]["allow_unavailable"] = "yes"
+    with pytest.raises(ConfigError, match="arm 'words': allow_unavailable must be true or false"):
+        study_from_mapping(minimal(arms=arms))
+    arms[0]["allow_unavailable"] = True
+    assert study_from_mapping(minimal(arms=arms)).arm("words").allow_unavailable is True
+    assert study_from_mapping(minimal()).arm("words").allow_unavailable is False
+
+
+def test_an_arm_whose_face_was_never_extracted_is_refused_naming_the_study_key(tmp_path):
+    """Three of four clips were textualized without py-feat weights: an arm reading the face
+    would be scored on a modality it never saw."""
+    import pandas as pd
+
+    from experiments.arms import arm_coverage, coverage_refusal
+
+    arms = minimal()["arms"]
+    arms += [
+        {"name": "face", "kind": "finetune", "modalities": "TV", "config": {"model": "m"}},
+        {
+            "name": "face_anyway",
+            "kind": "finetune",
+            "modalities": "TV",
+            "allow_unavailable": True,
+            "config": {"model": "m"},
+        },
+    ]
+    study = study_from_mapping(minimal(arms=arms, output_dir=str(tmp_path / "study")))
+    unavailable = "face model unavailable (py-feat Detectorv2 weights are not on disk)"
+    prompts = pd.DataFrame(
+        {
+            "clip_id": ["a", "b", "c", "d"],
+            "transcript": ["hi", "hello", "hey", "yo"],
+            "transcript_status": "ok",
+            "face_status": ["ok", "unavailable", "unavailable", "unavailable"],
+            "face_reason": ["", unavailable, unavailable, unavailable],
+            "prosody_status": "ok",
+        }
+    )
+    for variant in ("paper-T", "paper-TV", "paper-TVA"):
+        (study.study_dir / "prompts" / variant).mkdir(parents=True)
+        prompts.to_parquet(study.study_dir / "prompts" / variant / "prompts.parquet")
+
+    coverage = arm_coverage(study, study.arm("face"))
+    assert (coverage["T"].present, coverage["V"].present, coverage["V"].missing) == (4, 1, 3)
+    refusal = coverage_refusal(study.arm("face"), coverage)
+    assert refusal.startswith(
+        f"arm 'face' uses TV, but V (face) was unavailable on 3 of 4 clips: {unavailable}"
+    )
+    assert "face_tables" in refusal and "`allow_unavailable: true`" in refusal
+    assert "--" not in refusal  # a study is fixed in its file, not with a command-line flag
+    assert (
+        coverage_refusal(study.arm("face_anyway"), arm_coverage(study, study.arm("face_anyway")))
+        is None
+    )
+    for name in ("words", "voice"):  # T and A were there on every clip
+        assert coverage_refusal(study.arm(name), arm_coverage(study, study.arm(name))) is None

@@ -2,6 +2,8 @@
 
 Only the voice carries the label, so the arms that hear it beat chance and the arms that read only
 the words cannot. A second run skips everything; a lost run folder or a new arm costs only itself.
+Without py-feat weights no clip has a face: an arm that needs it is refused, unless the study
+allows it, and then the report says so.
 """
 
 from __future__ import annotations
@@ -96,6 +98,31 @@ def test_the_report_shows_the_voice_arms_above_chance(study):
         assert shown == pytest.approx(accuracy[arm]["mean"], abs=5e-4) and shown >= 0.75, arm
 
 
+def report_section(study, title: str) -> list[str]:
+    markdown = (study / "report" / "report.md").read_text()
+    return markdown.split(f"### {title}")[1].split("\n## ")[0].splitlines()
+
+
+def test_runs_and_report_state_on_how_many_clips_each_modality_was_present(study):
+    summary = json.loads((study / "arms" / "text_TA" / "fold0_seed0" / "summary.json").read_text())
+    test = summary["coverage"]["test"]
+    assert set(test) == {"T", "A"}
+    assert (test["T"]["ok"], test["A"]["ok"], test["A"]["rows"]) == (8, 8, 8)
+    assert summary["coverage"]["train"]["A"]["ok"] == 20
+    fusion = study / "arms" / "fusion_unimodal_A" / "fold0_seed0" / "summary.json"
+    assert set(json.loads(fusion.read_text())["coverage"]["test"]) == {"A"}
+    # the face was never looked for: every clip of the full-modality prompts says so
+    run = json.loads((study / "prompts" / "paper-TVA" / "run.json").read_text())
+    assert run["summary"]["status_counts"]["face"]["unavailable"] == 32
+
+    section = report_section(study, "Modality coverage")
+    header = next(line for line in section if line.startswith("| arm |"))
+    assert "T (text)" in header and "A (voice)" in header and "V (face)" not in header
+    rows = {line.split("|")[1].strip(): line for line in section if line.startswith("| ")}
+    assert "8/8 present" in rows["text_TA"] and "| – |" in rows["fusion_unimodal_A"]
+    assert not any(line.startswith("- **") for line in section)  # no arm lacked a modality
+
+
 def test_a_second_run_skips_every_finished_stage(study, capsys):
     started = time.perf_counter()
     assert main(["experiment", "run", str(SYNTHETIC), "--output-dir", str(study), "-q"]) == 0
@@ -113,27 +140,49 @@ def test_a_lost_run_and_a_new_failing_arm_cost_only_themselves(study, tmp_path, 
             item.unlink()
     kept = study / "arms" / "text_TA" / "fold0_seed0" / "predictions.parquet"
     kept_mtime = kept.stat().st_mtime
-    # a new arm that cannot work here: no clip has a face without py-feat weights
+    # two new arms that need the face, which no clip has without py-feat weights: one is
+    # refused before training, the other is allowed by the study file and marked in the report
     values = yaml.safe_load(SYNTHETIC.read_text())
-    values["arms"].append(
+    minilm = values["arms"][0]["config"]
+    values["arms"] += [
         {
             "name": "face_only",
             "kind": "baseline",
             "modalities": "V",
             "config": {"arm": "unimodal", "epochs": 2},
-        }
-    )
-    changed = tmp_path / "with_face_arm.yaml"
+        },
+        {
+            "name": "text_TVA",
+            "kind": "finetune",
+            "modalities": "TVA",
+            "allow_unavailable": True,
+            "config": {**minilm, "num_train_epochs": 1},
+        },
+    ]
+    changed = tmp_path / "with_face_arms.yaml"
     changed.write_text(yaml.safe_dump(values))
 
     assert main(["experiment", "run", str(changed), "--output-dir", str(study), "-q"]) == 1
 
     book = status(study)
-    assert book["arms"]["face_only"]["status"].startswith("failed: FeatureError")
-    assert "visual" in (study / "arms" / "face_only" / "error.log").read_text()
+    refused = book["arms"]["face_only"]["status"]
+    assert refused.startswith("failed: arm 'face_only' uses V, but V (face) was unavailable on 32")
+    assert "py-feat" in refused and "face_tables" in refused
+    assert "set `allow_unavailable: true` on the arm" in refused  # the YAML key, not a flag
+    assert "allow_unavailable" in (study / "arms" / "face_only" / "error.log").read_text()
+    assert not list((study / "arms" / "face_only").glob("fold*"))  # refused before training
+    assert book["arms"]["text_TVA"]["status"] == "done"
     assert book["arms"]["fusion_unimodal_A"]["skipped"] is False  # retrained: its run was lost
     assert (lost / "metrics.json").is_file() and accuracy_of(study, "fusion_unimodal_A") >= 0.75
     others = set(HEARS_THE_VOICE + READS_THE_WORDS) - {"fusion_unimodal_A"}
     assert all(book["arms"][arm]["skipped"] for arm in others)
     assert kept.stat().st_mtime == kept_mtime
-    assert "arm face_only: failed: FeatureError" in capsys.readouterr().out
+    assert "arm face_only: failed: arm 'face_only' uses V" in capsys.readouterr().out
+
+    section = report_section(study, "Modality coverage")
+    row = next(line for line in section if line.startswith("| text_TVA |"))
+    assert "0/8 present (unavailable 8)" in row and "allow_unavailable: true" in row
+    note = next(line for line in section if line.startswith("- **text_TVA**"))
+    assert "V (face): present on 0 of 8 clips, unavailable on 8" in note
+    markdown = (study / "report" / "report.md").read_text()
+    assert "**face_only**: failed: arm 'face_only' uses V" in markdown  # arms without results

@@ -136,9 +136,9 @@ def test_seeds_share_draws_and_folds_are_drawn_apart():
     fold0, fold1 = np.array(["a", "b", "c"]), np.array(["d", "e"])
     # fold 0 seeds 1 and 2, fold 1 seeds 1 and 2
     assert joint_strata([fold0, fold0, fold1, fold1]) == [(0, 1), (2, 3)]
-    codes = np.array([0, 3, 3])
+    codes = np.array([0, 1, 3])  # gold * 2 + predicted: right, wrong, right
     drawn = bootstrap_runs(
-        [codes, codes, np.array([3, 0])],
+        [codes, codes, np.array([3, 2])],
         [fold0, fold0, fold1],
         2,
         resamples=200,

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import soundfile as sf
 import pytest
+import soundfile as sf
 from conftest import EXAMPLES, REPO
 from media_factory import truncated, video
 
@@ -136,7 +136,7 @@ def test_missing_whisper_model_is_one_clear_error(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "cer", "textualize", str(EXAMPLES), str(tmp_path / "out"),
          "--whisper-model", str(tmp_path / "no-such-model"), "--cache-dir", str(tmp_path / "c")],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2
     assert "--whisper-model" in result.stderr and "Traceback" not in result.stderr
@@ -188,7 +188,7 @@ def test_killed_run_resumes_and_finishes_identically(tmp_path, whisper_tiny, bad
     done_before = len(list((cache / "transcript").rglob("*.json")))
     assert 2 <= done_before < 6, "the kill should land mid-run"
     assert not (tmp_path / "out" / "prompts.parquet").exists()
-    resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{6 - done_before} computed" in resumed.stderr or f"{done_before} from cache" in resumed.stderr
     fresh = textualize(folder, tmp_path / "fresh", TextualizeConfig(

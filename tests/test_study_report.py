@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
+from evaluation.resampling import encode, holm, scores_from_codes
+from evaluation.runs import finish_run, prediction_frame, start_run
 from experiments import report, stats
 from experiments.paired import PairingError, compare_arms
-from evaluation.resampling import encode, scores_from_codes
 from experiments.study_runs import load_arm
 from finetune.config import FinetuneConfig, flat_mapping
-from evaluation.runs import finish_run, prediction_frame, start_run
 
 LABELS = ("anger", "joy", "neutral", "sadness")
 CLIPS = [f"clip{i:02d}" for i in range(48)]
@@ -151,6 +151,11 @@ def test_arm_scores_are_mean_and_std_over_runs_of_the_test_rows(study, results):
     assert rows.examples == 4 * 48 and sum(map(sum, rows.confusion)) == 4 * 48
     assert [c.support for c in rows.per_class] == [48] * 4
     assert set(good.levels) == {"rows", "clips_vote", "clips_mean_prob"}
+    # the bootstrap draws the 48 clips, each fold's 24 separately, both seeds of a fold together
+    assert (rows.clips, rows.strata) == (48, 2)
+    assert (good.levels["clips_vote"].clips, good.levels["clips_vote"].strata) == (48, 2)
+    chance = results.arm("chance").levels["rows"]
+    assert (chance.clips, chance.strata) == (48, 1)
     assert good.levels["clips_vote"].examples == 4 * 24
 
 
@@ -182,12 +187,19 @@ def test_paired_comparison_good_arm_beats_chance_and_an_arm_equals_itself(study,
     assert chance.groups == 4 and chance.examples == 4 * 48
     assert "chance (one seed) paired with each seed of bert_tva" in chance.pairing
     assert chance.b_only_correct > chance.a_only_correct
+    assert (chance.clips, chance.strata) == (48, 2)  # the reference's folds are drawn apart
+    raw = [c.p_value for c in results.comparisons]
+    assert [c.p_value_holm for c in results.comparisons] == pytest.approx(holm(raw))
+    mcnemar = [c.mcnemar_p for c in results.comparisons]
+    assert [c.mcnemar_p_holm for c in results.comparisons] == pytest.approx(holm(mcnemar))
+    assert all(c.p_value_holm >= c.p_value for c in results.comparisons)
 
     arm = load_arm(study[0] / "arms" / "bert_tva")
     same = compare_arms(arm, arm, resamples=200)
     assert same.paired_on == ("clip_id", "unit_id", "fold", "seed")
     assert same.difference == 0 and same.p_value == pytest.approx(1.0)
     assert same.mcnemar_p == 1.0 and same.examples == 4 * 48
+    assert same.p_value_holm == same.p_value  # compared alone: a family of one
 
 
 def test_arms_without_shared_examples_are_refused(study, tmp_path):
@@ -223,6 +235,9 @@ def test_write_results_json(study, results):
     assert arms["missing"][0]["name"] == "llama_tva" and arms["resamples"] == 1000
     pairwise = json.loads((folder / "pairwise.json").read_text())
     assert pairwise["reference"] == "bert_tva" and len(pairwise["comparisons"]) == 2
+    assert "Holm over the 2 comparisons" in pairwise["multiple_comparisons"]
+    stored = {(c["arm_a"], c["p_value"], c["p_value_holm"]) for c in pairwise["comparisons"]}
+    assert stored == {(c.arm_a, c.p_value, c.p_value_holm) for c in results.comparisons}
     per_class = json.loads((folder / "per_class.json").read_text())
     assert per_class["chance"]["rows"]["labels"] == list(LABELS)
     assert len(per_class["chance"]["rows"]["confusion"]) == 4
@@ -241,6 +256,10 @@ def test_report_markdown_tables_and_figures(study, results, tmp_path):
     row = f"| bert_tva | finetune | bert-model | TVA | 4 | test | {pm['accuracy']} | {pm['macro_f1']} | {ci} | {pm['weighted_f1']} |"
     assert row in text
     assert "| chance | bert_tva | 192 |" in text  # pairwise row: A, B, paired rows
+    assert "| bootstrap p | bootstrap p (Holm) |" in text
+    assert "| McNemar p | McNemar p (Holm) |" in text
+    assert "Holm-adjusted over the 2 comparison(s)" in text
+    assert "Holm's step-down correction" in text and "cluster bootstrap on the clip" in text
     assert "- **llama_tva**: failed: CUDA out of memory (1 finished run(s) not used)" in text
     assert "Clip level (majority vote" in text
     header = "| arm | anger | joy | neutral | sadness |"

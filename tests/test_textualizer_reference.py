@@ -37,8 +37,13 @@ SENTENCE = "I really did not expect to see you here today."
 # ---------------------------------------------------------------- fitting, without media
 
 
-def unit(clip_id: str, split: str | None, speaker: str | None = None, label: str | None = None,
-         **prosody: float) -> UnitFeatures:
+def unit(
+    clip_id: str,
+    split: str | None,
+    speaker: str | None = None,
+    label: str | None = None,
+    **prosody: float,
+) -> UnitFeatures:
     summary = {name: mean for name, (mean, _) in BUILTIN_PROSODY_REFERENCE.items()}
     summary.update(silent=False, **prosody)
     clip = Clip(clip_id, f"{clip_id}.wav", label=label, split=split, speaker=speaker)
@@ -48,12 +53,15 @@ def unit(clip_id: str, split: str | None, speaker: str | None = None, label: str
 
 def test_fitted_on_training_clips_only_and_new_speakers_get_the_overall_reference():
     train = [unit(f"ann{i}", "train", "ann", "calm", pitch_mean_st=40.0 + i % 3) for i in range(25)]
-    train += [unit(f"bob{i}", "train", "bob", "angry", pitch_mean_st=25.0 + i % 3) for i in range(25)]
+    train += [
+        unit(f"bob{i}", "train", "bob", "angry", pitch_mean_st=25.0 + i % 3) for i in range(25)
+    ]
     held_out = [unit(f"cid{i}", "test", "cid", "sad", pitch_mean_st=90.0) for i in range(30)]
     cfg = TextualizeConfig(prosody_reference="speaker")
     fitted = fit_textualizer(train + held_out, cfg, {}, "corpus")
-    assert fitted == dataclasses.replace(fit_textualizer(train, cfg, {}, "corpus"),
-                                         fitted_on=fitted.fitted_on)
+    assert fitted == dataclasses.replace(
+        fit_textualizer(train, cfg, {}, "corpus"), fitted_on=fitted.fitted_on
+    )
     assert fitted.labels == ("angry", "calm")  # no "sad": it is only in the test split
     assert (fitted.fitted_on.split, fitted.fitted_on.clips) == ("train", 50)
     assert fitted.fitted_on.speaker_units == {"ann": 25, "bob": 25}
@@ -62,7 +70,9 @@ def test_fitted_on_training_clips_only_and_new_speakers_get_the_overall_referenc
     voice = {**train[0].prosody, "pitch_mean_st": 41.0}
     assert describe_prosody(voice, fitted.prosody, "ann").startswith("medium pitch")
     assert describe_prosody(voice, fitted.prosody, "bob").startswith("high")
-    assert describe_prosody(voice, fitted.prosody, "cid") == describe_prosody(voice, fitted.prosody, None)
+    assert describe_prosody(voice, fitted.prosody, "cid") == describe_prosody(
+        voice, fitted.prosody, None
+    )
 
 
 def test_without_any_split_every_clip_is_fitted_on():
@@ -73,22 +83,45 @@ def test_without_any_split_every_clip_is_fitted_on():
 
 
 def test_artifact_round_trips_and_records_what_it_was_fitted_on(tmp_path):
-    units = [unit(f"c{i}", "train", "ann" if i % 2 else "bob", "calm" if i % 3 else "happy",
-                  pitch_mean_st=30.0 + i, speaking_rate=2.0 + i / 10) for i in range(44)]
+    units = [
+        unit(
+            f"c{i}",
+            "train",
+            "ann" if i % 2 else "bob",
+            "calm" if i % 3 else "happy",
+            pitch_mean_st=30.0 + i,
+            speaking_rate=2.0 + i / 10,
+        )
+        for i in range(44)
+    ]
     units += [unit("t0", "test", "ann", "angry", pitch_mean_st=70.0)]
-    fitted = fit_textualizer(units, TextualizeConfig(template="instruction", modalities="A+T",
-                                                     prosody_reference="speaker"),
-                             {"prosody": {"feature_set": "eGeMAPSv02"}}, "manifest.parquet")
+    fitted = fit_textualizer(
+        units,
+        TextualizeConfig(template="instruction", modalities="A+T", prosody_reference="speaker"),
+        {"prosody": {"feature_set": "eGeMAPSv02"}},
+        "manifest.parquet",
+    )
     fitted.save(tmp_path / FILE_NAME)
     loaded = load_textualizer(tmp_path)  # the folder or the file itself
     assert loaded == fitted == load_textualizer(tmp_path / FILE_NAME)
     data = json.loads((tmp_path / FILE_NAME).read_text())
     assert (data["format"], data["version"], data["modalities"]) == ("cer-textualizer", 1, "TA")
-    assert data["template"]["id"] == "instruction" and "Answer with exactly one of" in data["template"]["source"]
+    assert (
+        data["template"]["id"] == "instruction"
+        and "Answer with exactly one of" in data["template"]["source"]
+    )
     assert data["labels"] == ["calm", "happy"]
-    assert data["prosody"]["mode"] == "speaker" and set(data["prosody"]["by_speaker"]) == {"ann", "bob"}
+    assert data["prosody"]["mode"] == "speaker" and set(data["prosody"]["by_speaker"]) == {
+        "ann",
+        "bob",
+    }
     on = data["fitted_on"]
-    assert (on["split"], on["clips"], on["labelled_clips"], on["voiced_units"]) == ("train", 44, 44, 44)
+    assert (on["split"], on["clips"], on["labelled_clips"], on["voiced_units"]) == (
+        "train",
+        44,
+        44,
+        44,
+    )
     assert on["clip_ids_sha256"] == clip_digest(f"c{i}" for i in range(44))
     assert on["speaker_units"] == {"ann": 22, "bob": 22} and on["source"] == "manifest.parquet"
     assert data["extraction"] == {"prosody": {"feature_set": "eGeMAPSv02"}}
@@ -117,8 +150,10 @@ def voices(speak) -> dict[str, list[Clip]]:
         path = speak(SENTENCE, name, "-v", "en", "-p", str(pitch), "-s", str(speed))
         return Clip(name, str(path), label=label, split=split)
 
-    train = [clip(f"train{i:02d}", "train", "calm" if i % 2 else "excited", 15 + 3 * i, 110 + 5 * i)
-             for i in range(24)]
+    train = [
+        clip(f"train{i:02d}", "train", "calm" if i % 2 else "excited", 15 + 3 * i, 110 + 5 * i)
+        for i in range(24)
+    ]
     ordinary = [clip(f"test{i}", "test", "angry", 40 + 10 * i, 150) for i in range(3)]
     extreme = [clip(f"shout{i}", "test", "angry", 99, 380 + 10 * i) for i in range(10)]
     return {"train": train, "ordinary": ordinary, "extreme": extreme}
@@ -132,13 +167,20 @@ def manifest(folder: Path, clips: list[Clip]) -> Path:
 
 
 def prompts(output: Path) -> dict[str, str]:
-    return dict(pd.read_parquet(output / "prompts.parquet")[["clip_id", "prompt"]].itertuples(index=False))
+    return dict(
+        pd.read_parquet(output / "prompts.parquet")[["clip_id", "prompt"]].itertuples(index=False)
+    )
 
 
 @pytest.fixture(scope="module")
 def voice_cfg(tmp_path_factory) -> TextualizeConfig:
-    return TextualizeConfig(cache_dir=str(tmp_path_factory.mktemp("cache")), face="off", transcript=False,
-                            workers=1, progress=False)
+    return TextualizeConfig(
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+        face="off",
+        transcript=False,
+        workers=1,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -150,16 +192,21 @@ def training_run(tmp_path_factory, voices, voice_cfg) -> Path:
 
 
 @pytest.mark.slow
-def test_training_prompts_do_not_move_when_test_clips_are_added_or_changed(tmp_path, voices, voice_cfg,
-                                                                           training_run):
+def test_training_prompts_do_not_move_when_test_clips_are_added_or_changed(
+    tmp_path, voices, voice_cfg, training_run
+):
     before = prompts(training_run)
     source = manifest(tmp_path / "in", voices["train"] + voices["extreme"])
-    summary = textualize(source, tmp_path / "out", dataclasses.replace(voice_cfg, template="instruction",
-                                                                        modalities="A"))
+    summary = textualize(
+        source,
+        tmp_path / "out",
+        dataclasses.replace(voice_cfg, template="instruction", modalities="A"),
+    )
     after = prompts(tmp_path / "out")
     assert summary.computed == len(voices["extreme"])  # only the new clips were extracted
     assert {c: after[c] for c in before if c.startswith("train")} == {
-        c: p for c, p in before.items() if c.startswith("train")}
+        c: p for c, p in before.items() if c.startswith("train")
+    }
     words = {p.split("Their voice: ")[1].split(";")[0] for p in before.values()}
     assert {"low pitch", "medium pitch", "high pitch"} <= words  # the voices span the reference
     # The label list is the training clips', whatever the test clips are labelled.
@@ -170,40 +217,78 @@ def test_training_prompts_do_not_move_when_test_clips_are_added_or_changed(tmp_p
 
 
 @pytest.mark.slow
-def test_a_clip_alone_with_reference_gets_its_training_run_prompt(tmp_path, voices, voice_cfg, training_run):
+def test_a_clip_alone_with_reference_gets_its_training_run_prompt(
+    tmp_path, voices, voice_cfg, training_run
+):
     inside = prompts(training_run)
     for clip in (voices["ordinary"][1], voices["train"][3]):
-        alone = textualize(clip.path, tmp_path / clip.clip_id, dataclasses.replace(
-            voice_cfg, reference=str(training_run)))
+        alone = textualize(
+            clip.path,
+            tmp_path / clip.clip_id,
+            dataclasses.replace(voice_cfg, reference=str(training_run)),
+        )
         assert alone.computed == 0 and alone.cached == 1  # from the cache: no extractor ran
         assert prompts(tmp_path / clip.clip_id) == {clip.clip_id: inside[clip.clip_id]}
         # The output folder carries the same textualizer, so it can serve as a reference in turn.
         assert load_textualizer(tmp_path / clip.clip_id) == load_textualizer(training_run)
-    unreferenced = textualize(voices["ordinary"][1].path, tmp_path / "alone",
-                              dataclasses.replace(voice_cfg, template="instruction", modalities="A"))
+    unreferenced = textualize(
+        voices["ordinary"][1].path,
+        tmp_path / "alone",
+        dataclasses.replace(voice_cfg, template="instruction", modalities="A"),
+    )
     assert unreferenced.cached == 1
     assert prompts(tmp_path / "alone")["test1"] != inside["test1"]  # its own (builtin) reference
 
 
 @pytest.mark.slow
-def test_options_that_contradict_the_reference_are_an_error(tmp_path, voices, voice_cfg, training_run):
+def test_options_that_contradict_the_reference_are_an_error(
+    tmp_path, voices, voice_cfg, training_run
+):
     clip = voices["train"][0].path
-    for change in ({"template": "paper"}, {"modalities": "TA"}, {"window": 1.0},
-                   {"prosody_reference": "builtin"}):
+    for change in (
+        {"template": "paper"},
+        {"modalities": "TA"},
+        {"window": 1.0},
+        {"prosody_reference": "builtin"},
+    ):
         with pytest.raises(TextualizerError, match="contradict the textualizer"):
-            textualize(clip, tmp_path / "out", dataclasses.replace(voice_cfg, reference=str(training_run),
-                                                                   **change))
-    same = dataclasses.replace(voice_cfg, reference=str(training_run), template="instruction",
-                               modalities="A", prosody_reference="dataset")
+            textualize(
+                clip,
+                tmp_path / "out",
+                dataclasses.replace(voice_cfg, reference=str(training_run), **change),
+            )
+    same = dataclasses.replace(
+        voice_cfg,
+        reference=str(training_run),
+        template="instruction",
+        modalities="A",
+        prosody_reference="dataset",
+    )
     assert textualize(clip, tmp_path / "out", same).cached == 1
 
 
 def test_a_bad_reference_is_a_one_line_error_with_exit_2(tmp_path):
     missing = tmp_path / "no-such-run"
     result = subprocess.run(
-        [sys.executable, "-m", "cer", "textualize", str(EXAMPLES), str(tmp_path / "out"),
-         "--reference", str(missing), "--cache-dir", str(tmp_path / "cache"), "--transcript", "false"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "cer",
+            "textualize",
+            str(EXAMPLES),
+            str(tmp_path / "out"),
+            "--reference",
+            str(missing),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--transcript",
+            "false",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr

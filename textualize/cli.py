@@ -27,6 +27,7 @@ in PRIOR. Template, modalities, windows and prosody reference default to PRIOR's
 different one is an error (exit 2). A speaker PRIOR has no statistics for is described against its
 overall statistics, however many clips of that speaker the new batch holds. Rendering again from
 the cache with --reference runs no extractor.
+
 exit code: 0 when every clip was read and no modality failed; 1 otherwise (with --strict, also
 when a requested modality is missing, e.g. no face visible or no speech); 2 for usage errors.
 """

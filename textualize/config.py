@@ -189,7 +189,11 @@ class TextualizeConfig:
     force: bool = field(default=False, metadata=_help("Recompute every stage, ignoring the cache"))
     strict: bool = field(
         default=False,
-        metadata=_help("Exit non-zero when any requested modality is missing for any clip"),
+        metadata=_help(
+            "Exit non-zero when any requested modality is missing for any clip; also make a --labels "
+            "file that has no row for some clip an error (exit 2, before any extraction) instead of "
+            "a warning"
+        ),
     )
     progress: bool = field(default=True, metadata=_help("Show a progress bar"))
 

@@ -185,13 +185,13 @@ class ProsodyReference:
 
 def _stats(rows: list[Mapping[str, float | None]]) -> dict[str, tuple[float, float]]:
     out = {}
-    for name in BUILTIN_PROSODY_REFERENCE:
+    for name, builtin in BUILTIN_PROSODY_REFERENCE.items():
         values = np.array([r[name] for r in rows if r.get(name) is not None], dtype=float)
         values = values[np.isfinite(values)]
         if values.size >= 2 and values.std() > 0:
             out[name] = (float(values.mean()), float(values.std()))
         else:
-            out[name] = BUILTIN_PROSODY_REFERENCE[name]
+            out[name] = builtin
     return out
 
 

@@ -213,7 +213,7 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
     cfg = rendering_config(cfg, prior)  # unset options from the prior textualizer, or defaults
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    clips = discover_clips(source, cfg.labels)
+    clips = discover_clips(source, cfg.labels, strict=cfg.strict)
     plan = plan_extraction(cfg)
     if cfg.engine == "ray":
         from textualize.ray_engine import require_ray
