@@ -24,13 +24,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textualize.cache import atomic_write
 from textualize.config import TextualizeConfig
 from textualize.describe import MIN_REFERENCE_CLIPS, ProsodyReference, build_prosody_reference
 from textualize.prompts import PromptRenderer, parse_modalities, template_source
 from textualize.units import UnitFeatures
+
+if TYPE_CHECKING:
+    from textualize.extract import ExtractionPlan
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +238,7 @@ def rendering_config(
     )
 
 
-def extraction_identity(plan) -> dict[str, dict]:
+def extraction_identity(plan: ExtractionPlan) -> dict[str, dict]:
     """The cache keys of the stages ``plan`` runs: what the descriptors were computed with."""
     enabled = {
         "face": plan.face != "off",
