@@ -117,7 +117,7 @@ class ModalityCoverage:
         )
 
     def describe(self, unit: str | None = None) -> str:
-        """E.g. ``V (face): present on 0 of 32 clips, unavailable on 32 (face model unavailable)``."""
+        """E.g. ``V (face): present on 0 of 32 clips, unavailable on 32 (<the reason>)``."""
         unit = unit or self.unit
         text = f"{self.letter} ({self.name}): present on {self.present} of {self.rows} {unit}"
         for status in STATUSES[1:]:

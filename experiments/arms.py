@@ -200,9 +200,10 @@ def coverage_refusal(arm: ArmSpec, coverage: dict[str, ModalityCoverage]) -> str
         for c in gaps
     )
     letters = "".join(c.letter for c in gaps)
+    names = " and the ".join(c.name for c in gaps)
     return (
         f"arm {arm.name!r} uses {arm.modalities}, but {said}. Its scores would say nothing "
-        f"about {', '.join(c.name for c in gaps)}: fix the extraction and rerun, drop {letters} "
-        "from the arm's modalities, or set `allow_unavailable: true` on the arm in the study "
-        "file to train it anyway (the report marks it)"
+        f"about the {names}: fix the extraction and rerun, drop {letters} from the arm's "
+        "modalities, or set `allow_unavailable: true` on the arm in the study file to train it "
+        "anyway (the report marks it)"
     )

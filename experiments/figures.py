@@ -208,9 +208,12 @@ def _footnote(figure: Figure, arms: list[ArmResult]) -> None:
                 + (f" ({c.reasons[gap]})" if c.reasons.get(gap) else "")
             )
     if lines:
+        import textwrap
+
         title = "hatched: scores that say nothing about a modality the arm lacked"
-        text = "\n".join([title, *lines])
-        figure.supxlabel(text, fontsize="x-small", x=0.0, ha="left")
+        width = int(figure.get_figwidth() * 16)  # characters of x-small text per line
+        text = "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)
+        figure.supxlabel(f"{title}\n{text}", fontsize="x-small", x=0.0, ha="left")
 
 
 def file_name(name: str) -> str:

@@ -147,7 +147,8 @@ def coverage_lines(results: StudyResults) -> list[str]:
     return lines + [""] if lines[-1] else lines
 
 
-COVERAGE = """For each modality an arm uses, on how many of its evaluated clips (each fold's test clips once)
+COVERAGE = """\
+For each modality an arm uses, on how many of its evaluated clips (each fold's test clips once)
 the modality was present, absent (the clip has none: no face in view, no speech, no audio or
 video track: `absent`, `no_stream`) or not extracted (`unavailable`: a model is missing,
 `disabled`, `failed`), from the status columns of the prompts. A study refuses to train an arm

@@ -17,13 +17,15 @@ left NaN beyond it.
 from __future__ import annotations
 
 import math
+import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import pandas as pd
 
-from textualize.records import ProsodyTrack
+from textualize.records import ProsodyTrack, Word
 
 LLD_HOP_SEC = 0.010  # frame step of the GeMAPS family configs
 LOUDNESS_PEAK_REL_THRESHOLD = 0.1  # as eGeMAPS loudnessPeaksPerSec (Peaks2.relThresh)
@@ -33,7 +35,11 @@ LOUDNESS = "Loudness_sma3"
 JITTER = "jitterLocal_sma3nz"
 SHIMMER = "shimmerLocaldB_sma3nz"
 HNR = "HNRdBACF_sma3nz"
+ALPHA_RATIO = "alphaRatio_sma3"  # dB, energy 1-5 kHz over 50 Hz-1 kHz: higher = brighter
+HAMMARBERG = "hammarbergIndex_sma3"  # dB, strongest peak 0-2 kHz over 2-5 kHz: higher = darker
+H1_H2 = "logRelF0-H1-H2_sma3nz"  # dB, first over second harmonic: higher = breathier
 SUMMARY_LLDS = (F0, LOUDNESS, JITTER, SHIMMER, HNR)
+TIMBRE_LLDS = (ALPHA_RATIO, HAMMARBERG, H1_H2)  # optional: summaries are None without them
 
 
 class ProsodyError(ValueError):
@@ -221,6 +227,24 @@ class ProsodySummary:
     jitter: float | None
     shimmer_db: float | None
     hnr_db: float | None
+    # Measured over the speech itself: from the first to the last voiced frame of the span, so
+    # silence before and after the speaker talks counts for nothing.
+    speech_sec: float  # first voiced frame to the end of the last one (0 when silent)
+    pitch_median_st: float | None
+    pitch_range_st: float | None  # 10th to 90th percentile of F0, semitones
+    loudness_speech: float | None  # mean loudness inside the speech
+    loudness_variation: float | None  # its standard deviation over its mean
+    syllables: float | None  # from the transcript's words when given, else loudness peaks
+    articulation_rate: float | None  # syllables per second of speech, pauses excluded
+    inner_pauses: float  # pauses inside the speech (not before or after it)
+    inner_pause_sec: float  # their total length
+    pitch_trend_st: float | None  # median F0 of the last third of voiced frames minus the first
+    loudness_trend: float | None  # log2 of mean loudness, last third of the speech over the first
+    pitch_peak_pos: float | None  # where F0 is highest, 0 = start of speech, 1 = end
+    loudness_peak_pos: float | None  # where loudness is highest (smoothed over 100 ms)
+    alpha_ratio_db: float | None  # voiced frames; see TIMBRE_LLDS
+    hammarberg_db: float | None
+    h1_h2_db: float | None
     silent: bool  # no voice activity at all (the pipeline says "silence")
 
     def to_dict(self) -> dict[str, float | None]:
@@ -237,11 +261,14 @@ def summarize_prosody(
     start: float = 0.0,
     end: float | None = None,
     config: ProsodyConfig = ProsodyConfig(),
+    words: Sequence[Word] = (),
 ) -> ProsodySummary:
     """Summarise the LLD frames whose ``time`` lies in [start, end).
 
     ``end=None`` means up to the end of the last frame. Frames are 10 ms apart, so rates are per
-    second of the span and ratios are fractions of its frames.
+    second of the span and ratios are fractions of its frames. ``words``: the transcript's words
+    with timestamps on the LLD time base; those whose midpoint lies in the span give the syllable
+    count of ``articulation_rate`` (else loudness peaks inside the speech stand in for syllables).
     """
     missing = [c for c in ("time", *SUMMARY_LLDS) if c not in lld.columns]
     if missing:
@@ -282,8 +309,99 @@ def summarize_prosody(
         jitter=_mean(_nonzero(span[JITTER], voiced)),
         shimmer_db=_mean(_nonzero(span[SHIMMER], voiced)),
         hnr_db=_mean(span[HNR].to_numpy(dtype=np.float64)[voiced]),
+        **_speech_measures(span, voiced, quiet, config, _words_in(words, start, end)),
         silent=bool(voiced.sum() * LLD_HOP_SEC < config.min_voiced_sec),
     )
+
+
+def _words_in(words: Sequence[Word], start: float, end: float) -> list[str]:
+    return [w.word for w in words if start <= (w.start + w.end) / 2 < end and w.word.strip()]
+
+
+_VOWEL_GROUPS = re.compile(r"[aeiouyàáâäãåæèéêëìíîïòóôöõøœùúûü]+", re.IGNORECASE)
+
+
+def count_syllables(word: str) -> int:
+    """Vowel groups of a word, at least one (English-like spelling; "talking" -> 2, "door" -> 1).
+
+    A final silent "e" is not a syllable ("are" -> 1). Words in scripts without Latin vowels count
+    one syllable each.
+    """
+    letters = word.strip().lower().strip(".,!?;:\"'()-")
+    groups = len(_VOWEL_GROUPS.findall(letters))
+    if groups > 1 and letters.endswith("e") and not letters.endswith(("le", "ee", "ye")):
+        groups -= 1
+    return max(1, groups)
+
+
+def _speech_measures(
+    span: pd.DataFrame,
+    voiced: np.ndarray,
+    quiet: np.ndarray,
+    config: ProsodyConfig,
+    words: list[str],
+) -> dict[str, float | None]:
+    """Measures of the speech inside a span: from its first to its last voiced frame."""
+    where = np.flatnonzero(voiced)
+    if where.size < 2:
+        return dict.fromkeys(_SPEECH_FIELDS, None) | {
+            "speech_sec": 0.0, "inner_pauses": 0.0, "inner_pause_sec": 0.0
+        }
+    first, last = int(where[0]), int(where[-1]) + 1
+    speech_sec = (last - first) * LLD_HOP_SEC
+    f0 = span[F0].to_numpy(dtype=np.float64)[first:last]
+    loudness = span[LOUDNESS].to_numpy(dtype=np.float64)[first:last]
+    inner = voiced[first:last]
+    pauses = [
+        n * LLD_HOP_SEC
+        for n in _run_lengths(quiet[first:last])
+        if n * LLD_HOP_SEC >= config.min_pause_sec - 1e-9
+    ]
+    speaking_sec = max(speech_sec - sum(pauses), LLD_HOP_SEC)
+    if words:
+        syllables = float(sum(count_syllables(w) for w in words))
+    else:
+        syllables = float(_count_peaks(loudness, LOUDNESS_PEAK_REL_THRESHOLD, config.pause_loudness))
+    pitch = f0[inner]
+    third = max(1, pitch.size // 3)
+    loud_third = max(1, loudness.size // 3)
+    smooth = np.convolve(loudness, np.ones(10) / 10, mode="same")
+    mean_loudness = float(loudness.mean())
+    timbre = {
+        name: _mean(span[column].to_numpy(dtype=np.float64)[voiced]) if column in span else None
+        for name, column in (
+            ("alpha_ratio_db", ALPHA_RATIO), ("hammarberg_db", HAMMARBERG), ("h1_h2_db", H1_H2)
+        )
+    }
+    return {
+        "speech_sec": speech_sec,
+        "pitch_median_st": float(np.median(pitch)),
+        "pitch_range_st": float(np.percentile(pitch, 90) - np.percentile(pitch, 10)),
+        "loudness_speech": mean_loudness,
+        "loudness_variation": float(loudness.std() / mean_loudness) if mean_loudness > 0 else None,
+        "syllables": syllables,
+        "articulation_rate": syllables / speaking_sec,
+        "inner_pauses": float(len(pauses)),
+        "inner_pause_sec": float(sum(pauses)),
+        "pitch_trend_st": float(np.median(pitch[-third:]) - np.median(pitch[:third])),
+        "loudness_trend": _log2_ratio(loudness[-loud_third:].mean(), loudness[:loud_third].mean()),
+        "pitch_peak_pos": float(np.flatnonzero(inner)[np.argmax(pitch)] / max(1, inner.size - 1)),
+        "loudness_peak_pos": float(np.argmax(smooth) / max(1, smooth.size - 1)),
+        **timbre,
+    }
+
+
+_SPEECH_FIELDS = (
+    "speech_sec", "pitch_median_st", "pitch_range_st", "loudness_speech", "loudness_variation",
+    "syllables", "articulation_rate", "inner_pauses", "inner_pause_sec", "pitch_trend_st",
+    "loudness_trend", "pitch_peak_pos", "loudness_peak_pos", "alpha_ratio_db", "hammarberg_db",
+    "h1_h2_db",
+)
+
+
+def _log2_ratio(numerator: float, denominator: float) -> float | None:
+    floor = 1e-3  # loudness of digital silence is 0; keep the ratio finite
+    return float(np.log2(max(numerator, floor) / max(denominator, floor)))
 
 
 def _mean(values: np.ndarray) -> float | None:

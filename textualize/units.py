@@ -62,7 +62,8 @@ def make_units(desc: ClipDescriptors, window: float | None = None, hop: float | 
         if desc.prosody is not None:
             from textualize.prosody import summarize_prosody
 
-            prosody = summarize_prosody(desc.prosody.lld, begin, stop).to_dict()
+            words = [w for seg in desc.transcript.segments for w in seg.words] if desc.transcript else []
+            prosody = summarize_prosody(desc.prosody.lld, begin, stop, words=words).to_dict()
             if not whole and status["prosody"].status in (OK, ABSENT):
                 status["prosody"] = ModalityStatus(ABSENT, "silence") if prosody["silent"] else ModalityStatus(OK)
         transcript = None
