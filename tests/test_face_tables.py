@@ -12,6 +12,7 @@ import pytest
 from textualize.face_tables import FaceTableError, read_face_table
 from textualize.records import (
     AU_COLUMNS,
+    AU_PRESENCE_COLUMNS,
     AU_SCALE_INTENSITY,
     AU_SCALE_PROBABILITY,
     EMOTION_COLUMNS,
@@ -76,7 +77,8 @@ def test_openface_table_maps_intensities_to_zero_one():
     frames = track.frames
 
     assert track.source == "openface-csv" and track.au_scale == AU_SCALE_INTENSITY
-    assert tuple(frames.columns) == FACE_FRAME_COLUMNS and len(frames) == 100
+    assert tuple(frames.columns) == (*FACE_FRAME_COLUMNS, *AU_PRESENCE_COLUMNS)
+    assert len(frames) == 100
     assert frames["time"].tolist() == pytest.approx(raw["timestamp"].tolist())
     assert frames["face_score"].tolist() == pytest.approx(raw["confidence"].tolist())
 
@@ -93,6 +95,9 @@ def test_openface_table_maps_intensities_to_zero_one():
     # Where OpenFace's presence classifier says "absent", the AU is 0 whatever the regressor said.
     assert (frames.loc[~present, "AU04"] == 0).all()
     assert set(frames["AU28"].unique()) <= {0.0, 1.0}  # OpenFace only detects AU28
+    # OpenFace's presence calls are kept beside the intensities, for the words to respect
+    assert frames["AU04_c"].tolist() == raw["AU04_c"].astype(float).tolist()
+    assert frames[["AU11_c", "AU24_c", "AU43_c"]].isna().all().all()
 
 
 def test_openface_failed_tracking_and_several_faces(tmp_path):

@@ -18,8 +18,10 @@ from textualize.prosody import (
     ProsodyExtractor,
     ProsodyInputError,
     ProsodySummary,
+    count_syllables,
     summarize_prosody,
 )
+from textualize.records import Word
 
 SR = 16000
 SENTENCE = "The quick brown fox jumps over the lazy dog while the children watch from the window."
@@ -146,6 +148,46 @@ def test_inserted_silence_raises_pause_ratio(tracks, with_pause):
     added_pause_sec = paused.pause_ratio * paused.duration - plain.pause_ratio * plain.duration
     assert added_pause_sec == pytest.approx(1.5, abs=0.15)
     assert paused.mean_pause_sec > (plain.mean_pause_sec or 0.0)
+
+
+def test_pauses_before_and_after_the_speech_do_not_count(extractor, voices, tracks):
+    speech, second = voices["normal"], np.zeros(SR, np.float32)
+    padded = whole(extractor.extract(np.concatenate([second, speech, second]), SR))
+    plain = whole(tracks["normal"])
+    assert padded.pause_ratio > plain.pause_ratio + 0.2  # the old measure counts the silence
+    assert padded.inner_pauses == plain.inner_pauses  # pauses inside the speech: unchanged
+    assert padded.speech_sec == pytest.approx(plain.speech_sec, abs=0.05)
+
+
+def test_a_pause_inside_the_speech_is_one_long_inner_pause(tracks, with_pause):
+    plain, paused = whole(tracks["normal"]), whole(with_pause)
+    assert paused.inner_pauses == plain.inner_pauses + 1
+    assert paused.inner_pause_sec - plain.inner_pause_sec == pytest.approx(1.5, abs=0.15)
+    # Speaking rate excludes the pause: the same syllables over the same speaking time.
+    assert paused.articulation_rate == pytest.approx(plain.articulation_rate, rel=0.15)
+
+
+def test_speaking_rate_from_word_timestamps(tracks):
+    words = [Word(0.1 + 0.3 * i, 0.35 + 0.3 * i, w) for i, w in enumerate(SENTENCE.split())]
+    syllables = sum(count_syllables(w) for w in SENTENCE.split())
+    assert syllables == 20  # "quick" 1, "over" 2, "while" 1, "children" 2, "window." 2 ...
+    for name in ("fast", "slow"):
+        summary = summarize_prosody(tracks[name].lld, 0.0, tracks[name].duration, words=words[:5])
+        assert summary.syllables == 5  # only the words inside the span count
+    fast = summarize_prosody(tracks["fast"].lld, words=[Word(0.0, 0.1, SENTENCE)])
+    slow = summarize_prosody(tracks["slow"].lld, words=[Word(0.0, 0.1, SENTENCE)])
+    speaking = fast.speech_sec - fast.inner_pause_sec
+    assert fast.articulation_rate == pytest.approx(fast.syllables / speaking)
+    assert fast.articulation_rate > 1.8 * slow.articulation_rate  # espeak 260 vs 100 words/min
+
+
+def test_pitch_and_loudness_over_the_clip(extractor, voices):
+    high, low = voices["high"], voices["low"]
+    rising = whole(extractor.extract(np.concatenate([low, high]), SR))
+    falling = whole(extractor.extract(np.concatenate([high, low * 0.1]), SR))
+    assert rising.pitch_trend_st > 4 and falling.pitch_trend_st < -4
+    assert rising.pitch_peak_pos > 0.5 and falling.pitch_peak_pos < 0.5
+    assert falling.loudness_trend < -1 and falling.loudness_peak_pos < 0.5  # trailing off
 
 
 def test_window_summary_is_the_summary_of_the_sliced_llds(with_pause):

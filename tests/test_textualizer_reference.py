@@ -18,7 +18,7 @@ import pytest
 from conftest import EXAMPLES, REPO
 
 from textualize.config import TextualizeConfig
-from textualize.describe import BUILTIN_PROSODY_REFERENCE, describe_prosody
+from textualize.describe import PAPER2024_REFERENCE, describe_prosody
 from textualize.pipeline import textualize
 from textualize.records import OK, Clip, ModalityStatus
 from textualize.textualizer import (
@@ -28,6 +28,7 @@ from textualize.textualizer import (
     clip_digest,
     fit_textualizer,
     load_textualizer,
+    with_new_speakers,
 )
 from textualize.units import UnitFeatures
 
@@ -44,20 +45,21 @@ def unit(
     label: str | None = None,
     **prosody: float,
 ) -> UnitFeatures:
-    summary = {name: mean for name, (mean, _) in BUILTIN_PROSODY_REFERENCE.items()}
+    summary = {name: mean for name, (mean, _) in PAPER2024_REFERENCE.items()}
+    summary.update(pitch_median_st=prosody.get("pitch_mean_st", 30.0), loudness_speech=1.0)
     summary.update(silent=False, **prosody)
     clip = Clip(clip_id, f"{clip_id}.wav", label=label, split=split, speaker=speaker)
     status = {m: ModalityStatus(OK) for m in ("face", "prosody", "transcript", "speech_emotion")}
     return UnitFeatures(clip, clip_id, 0.0, 3.0, status, prosody=summary)
 
 
-def test_fitted_on_training_clips_only_and_new_speakers_get_the_overall_reference():
+def test_paper2024_fitted_on_training_clips_only_and_new_speakers_get_the_overall_reference():
     train = [unit(f"ann{i}", "train", "ann", "calm", pitch_mean_st=40.0 + i % 3) for i in range(25)]
     train += [
         unit(f"bob{i}", "train", "bob", "angry", pitch_mean_st=25.0 + i % 3) for i in range(25)
     ]
     held_out = [unit(f"cid{i}", "test", "cid", "sad", pitch_mean_st=90.0) for i in range(30)]
-    cfg = TextualizeConfig(prosody_reference="speaker")
+    cfg = TextualizeConfig(prosody_reference="speaker", describer="paper2024")
     fitted = fit_textualizer(train + held_out, cfg, {}, "corpus")
     assert fitted == dataclasses.replace(
         fit_textualizer(train, cfg, {}, "corpus"), fitted_on=fitted.fitted_on
@@ -75,9 +77,68 @@ def test_fitted_on_training_clips_only_and_new_speakers_get_the_overall_referenc
     )
 
 
+def graded_speakers() -> list[UnitFeatures]:
+    """ann and bob in training (pitch 40 and 25 semitones, +-2); cid held out, unlabelled use only."""
+    train = [
+        unit(f"{spk}{i}", "train", spk, "calm", pitch_mean_st=base + (i % 5) - 2)
+        for spk, base in (("ann", 40.0), ("bob", 25.0))
+        for i in range(25)
+    ]
+    return train + [
+        unit(f"cid{i}", "test", "cid", "sad", pitch_mean_st=60.0 + i % 3) for i in range(12)
+    ]
+
+
+def test_graded_baselines_are_label_free_and_cut_points_come_from_training_clips():
+    units = graded_speakers()
+    fitted = fit_textualizer(units, TextualizeConfig(), {}, "corpus")
+    assert (fitted.describer, fitted.prosody_reference) == ("graded", "speaker")  # the defaults
+    graded = fitted.prosody.graded
+    # cid is held out: their baseline is their own median (no labels needed), not fitted on
+    assert graded.baselines["cid"]["pitch_median_st"] == 61.0
+    assert fitted.fitted_on.speaker_units == {"ann": 25, "bob": 25, "cid": 0}
+    # The cut points are the training clips' only: changing the held-out clips does not move them.
+    louder = [
+        dataclasses.replace(u, prosody={**u.prosody, "loudness_speech": 9.0})
+        if u.clip.speaker == "cid"
+        else u
+        for u in units
+    ]
+    again = fit_textualizer(louder, TextualizeConfig(), {}, "corpus").prosody.graded
+    assert again.cuts == graded.cuts and again.baselines["ann"] == graded.baselines["ann"]
+    voice = {**units[0].prosody, "pitch_median_st": 61.5}
+    assert describe_prosody(voice, fitted.prosody, "cid").startswith(
+        "compared with the speaker's usual voice: slightly higher pitch"
+    )
+
+
+def test_a_prior_textualizer_learns_new_speakers_baselines_from_their_clips():
+    units = graded_speakers()
+    fitted = fit_textualizer(units[:50], TextualizeConfig(), {}, "corpus")
+    assert set(fitted.prosody.graded.baselines) == {"ann", "bob"}
+    new = [
+        dataclasses.replace(u, clip=dataclasses.replace(u.clip, speaker="dee")) for u in units[50:]
+    ]
+    adapted = with_new_speakers(fitted, new + units[:3])
+    assert set(adapted.prosody.graded.baselines) == {"ann", "bob", "dee"}
+    assert adapted.prosody.graded.baselines["ann"] == fitted.prosody.graded.baselines["ann"]
+    assert adapted.prosody.graded.cuts == fitted.prosody.graded.cuts
+    assert with_new_speakers(fitted, new[:5]) == fitted  # too few clips for a baseline
+
+
+def test_a_version_1_file_reads_as_the_paper2024_describer(tmp_path):
+    units = [unit(f"c{i}", None, pitch_mean_st=30.0 + i) for i in range(20)]
+    fitted = fit_textualizer(units, TextualizeConfig(describer="paper2024"), {}, "folder")
+    data = fitted.to_dict()
+    data["version"] = 1
+    del data["prosody"]["describer"]
+    loaded = Textualizer.from_dict(data)
+    assert loaded.describer == "paper2024" and loaded.prosody == fitted.prosody
+
+
 def test_without_any_split_every_clip_is_fitted_on():
     units = [unit(f"c{i}", None, pitch_mean_st=30.0 + i) for i in range(20)]
-    fitted = fit_textualizer(units, TextualizeConfig(), {}, "folder")
+    fitted = fit_textualizer(units, TextualizeConfig(describer="paper2024"), {}, "folder")
     assert fitted.fitted_on.split is None and fitted.fitted_on.clips == 20
     assert fitted.prosody.source == "dataset" and fitted.prosody.overall["pitch_mean_st"][0] == 39.5
 
@@ -97,7 +158,12 @@ def test_artifact_round_trips_and_records_what_it_was_fitted_on(tmp_path):
     units += [unit("t0", "test", "ann", "angry", pitch_mean_st=70.0)]
     fitted = fit_textualizer(
         units,
-        TextualizeConfig(template="instruction", modalities="A+T", prosody_reference="speaker"),
+        TextualizeConfig(
+            template="instruction",
+            modalities="A+T",
+            prosody_reference="speaker",
+            describer="paper2024",
+        ),
         {"prosody": {"feature_set": "eGeMAPSv02"}},
         "manifest.parquet",
     )
@@ -105,7 +171,8 @@ def test_artifact_round_trips_and_records_what_it_was_fitted_on(tmp_path):
     loaded = load_textualizer(tmp_path)  # the folder or the file itself
     assert loaded == fitted == load_textualizer(tmp_path / FILE_NAME)
     data = json.loads((tmp_path / FILE_NAME).read_text())
-    assert (data["format"], data["version"], data["modalities"]) == ("cer-textualizer", 1, "TA")
+    assert (data["format"], data["version"], data["modalities"]) == ("cer-textualizer", 2, "TA")
+    assert data["prosody"]["describer"] == "paper2024"
     assert (
         data["template"]["id"] == "instruction"
         and "Answer with exactly one of" in data["template"]["source"]
@@ -134,7 +201,7 @@ def test_a_file_that_is_not_a_textualizer_says_so(tmp_path):
     (tmp_path / FILE_NAME).write_text(json.dumps({"format": "cer-textualizer", "version": 99}))
     with pytest.raises(TextualizerError, match="version 99"):
         load_textualizer(tmp_path)
-    (tmp_path / FILE_NAME).write_text('{"format": "cer-textualizer", "version": 1}')
+    (tmp_path / FILE_NAME).write_text('{"format": "cer-textualizer", "version": 2}')
     with pytest.raises(TextualizerError, match="not a valid textualizer"):
         Textualizer.from_json((tmp_path / FILE_NAME).read_text())
 
@@ -208,7 +275,7 @@ def test_training_prompts_do_not_move_when_test_clips_are_added_or_changed(
         c: p for c, p in before.items() if c.startswith("train")
     }
     words = {p.split("Their voice: ")[1].split(";")[0] for p in before.values()}
-    assert {"low pitch", "medium pitch", "high pitch"} <= words  # the voices span the reference
+    assert any("lower pitch" in w for w in words) and any("higher pitch" in w for w in words)
     # The label list is the training clips', whatever the test clips are labelled.
     assert all(p.endswith("Answer with exactly one of: calm, excited.") for p in after.values())
     run = json.loads((tmp_path / "out" / "run.json").read_text())
@@ -250,6 +317,8 @@ def test_options_that_contradict_the_reference_are_an_error(
         {"modalities": "TA"},
         {"window": 1.0},
         {"prosody_reference": "builtin"},
+        {"describer": "paper2024"},
+        {"prosody_quantiles": (0.2, 0.4, 0.6, 0.8)},
     ):
         with pytest.raises(TextualizerError, match="contradict the textualizer"):
             textualize(
@@ -262,7 +331,8 @@ def test_options_that_contradict_the_reference_are_an_error(
         reference=str(training_run),
         template="instruction",
         modalities="A",
-        prosody_reference="dataset",
+        prosody_reference="speaker",
+        describer="graded",
     )
     assert textualize(clip, tmp_path / "out", same).cached == 1
 

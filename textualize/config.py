@@ -4,12 +4,14 @@ Every field is a ``cer textualize`` flag and a key of ``--config FILE.yaml``. Ex
 (the first groups) decide what is computed and cached; rendering fields (template, modalities,
 windows, reference, transcript source) only change how cached results are put into words; run
 fields (workers, engine, Ray address, ...) only change where and how fast the same work is done.
-Template, modalities, windows and prosody reference default to None: "paper", "TVA", whole clips
-and "dataset", or, with ``reference``, what the fitted textualizer recorded.
+Template, modalities, windows, prosody reference and describer default to None: "paper", "TVA",
+whole clips, "speaker" ("dataset" for the paper2024 describer) and "graded", or, with
+``reference``, what the fitted textualizer recorded.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,10 +140,38 @@ class TextualizeConfig:
         default=None,
         metadata=_help(
             "What prosody words are relative to: dataset (the training clips: split train when any "
-            "clip has one, else all clips), speaker (each speaker against their own training clips; "
+            "clip has one, else all clips), speaker (each speaker against their own voice: graded, "
+            "the median over all their clips, which needs no label; paper2024, their training clips; "
             "others against the dataset), builtin (fixed defaults); falls back when fewer than 20 "
-            "voiced clips (default: dataset, or the --reference textualizer's)",
+            "voiced clips (default: speaker for graded, dataset for paper2024, or the --reference "
+            "textualizer's)",
             choices=("dataset", "speaker", "builtin"),
+        ),
+    )
+    describer: str | None = field(
+        default=None,
+        metadata=_help(
+            "How the voice is put into words: graded (seven levels against the speaker's usual "
+            "voice, cut points from the training clips' quantiles, pauses inside speech, changes "
+            "over the clip, voice quality) or paper2024 (three levels at |z| >= 1, the words of "
+            "published results) (default: graded, or the --reference textualizer's)",
+            choices=("graded", "paper2024"),
+        ),
+    )
+    prosody_quantiles: tuple[float, ...] = field(
+        default=(),
+        metadata=_help(
+            "graded describer: the quantiles of the training clips' differences from their "
+            "baseline that separate its levels, increasing in (0, 1); six give seven levels "
+            "(default: 0.1 0.25 0.4 0.6 0.75 0.9)"
+        ),
+    )
+    voice_reference: str | None = field(
+        default=None,
+        metadata=_help(
+            "graded describer: a JSON from experiments/fit_prosody_reference.py to fall back on "
+            "(register baselines, cut points, change thresholds) instead of the built-in one "
+            "measured on RAVDESS"
         ),
     )
     reference: str | None = field(
@@ -206,6 +236,14 @@ class TextualizeConfig:
             raise ValueError("hop needs a window and must be positive")
         if self.workers < 0:
             raise ValueError("workers must be 0 (all cores) or a positive count")
+        q = self.prosody_quantiles
+        if q and not (all(a < b for a, b in itertools.pairwise(q)) and 0 < q[0] and q[-1] < 1):
+            raise ValueError(
+                f"prosody_quantiles must increase strictly within (0, 1), e.g. 0.1 0.25 0.4 0.6 "
+                f"0.75 0.9; got {' '.join(map(str, q))}"
+            )
+        if q and len(q) % 2:
+            raise ValueError("prosody_quantiles needs an even count, so that one level is 'as usual'")
         if self.ray_address and self.engine != "ray":
             raise ValueError(
                 "ray_address is only used by the Ray engine: add --engine ray (or drop --ray-address)"

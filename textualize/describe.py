@@ -5,16 +5,20 @@ Two steps, so that rendering never re-runs a detector: ``summarize_face`` reduce
 those summaries into short phrases. Prosody words are relative to a reference (this dataset, this
 speaker, or built-in defaults), because "high pitch" only means something against a baseline; the
 reference is fitted on training clips and saved with the textualizer (textualize/textualizer.py).
+Two prosody describers: ``graded`` (the default; textualize/voice_words.py: seven levels against
+the speaker's usual voice, pauses inside speech, changes over the clip, voice quality) and
+``paper2024`` (three levels at |z| >= 1, as published results used; kept so they can be redone).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from textualize.face_words import FaceCourse, summarize_face_course
 from textualize.records import (
     AU_COLUMNS,
     AU_NAMES,
@@ -22,6 +26,13 @@ from textualize.records import (
     EMOTION_COLUMNS,
     FaceTrack,
     SpeechEmotion,
+)
+from textualize.voice_words import (
+    DEFAULT_QUANTILES,
+    GradedReference,
+    describe_voice,
+    fit_graded_reference,
+    speaker_baselines,
 )
 
 # Activation threshold and intensity-word boundaries per AU scale (values are 0-1).
@@ -52,13 +63,16 @@ class FaceSummary:
     au_means: dict[str, float]  # mean over face frames, NaN where the source has no such AU
     active: tuple[AUActivity, ...]  # active AUs, most salient first
     emotions: dict[str, float]  # mean probability over face frames
+    course: FaceCourse | None = None  # the graded describer's (textualize/face_words.py)
 
     @property
     def face_coverage(self) -> float:
         return self.face_frames / self.frames if self.frames else 0.0
 
 
-def summarize_face(track: FaceTrack) -> FaceSummary:
+def summarize_face(track: FaceTrack, voiced: Sequence[tuple[float, float]] = ()) -> FaceSummary:
+    """The most confident face per frame (paper2024 words, numeric columns), and the course of the
+    face the graded words describe: the speaker's, found with ``voiced`` (when the voice is on)."""
     faces = track.face_frames
     limits = AU_THRESHOLDS.get(track.au_scale, AU_THRESHOLDS["probability"])
     au_means: dict[str, float] = {}
@@ -80,7 +94,8 @@ def summarize_face(track: FaceTrack) -> FaceSummary:
         values = values[np.isfinite(values)]
         if values.size:
             emotions[emotion] = float(values.mean())
-    return FaceSummary(len(track.frames), len(faces), track.au_scale, au_means, tuple(active), emotions)
+    return FaceSummary(len(track.frames), len(faces), track.au_scale, au_means, tuple(active),
+                       emotions, summarize_face_course(track, voiced))  # fmt: skip
 
 
 def _intensity_word(value: float, scale: str) -> str:
@@ -131,10 +146,13 @@ def describe_visual_emotions(summary: FaceSummary, max_emotions: int = 2) -> str
 
 # ---------------------------------------------------------------- prosody
 
-#: Built-in prosody reference (mean, standard deviation) per summary field, used when a run has
-#: too few voiced clips to compute its own statistics. Rough values for conversational adult
-#: speech measured with eGeMAPSv02 LLDs (see README, "Prosody reference").
-BUILTIN_PROSODY_REFERENCE: dict[str, tuple[float, float]] = {
+DESCRIBERS = ("graded", "paper2024")
+
+#: The ``paper2024`` describer's built-in reference (mean, standard deviation) per summary field,
+#: used when a run has too few voiced clips to compute its own statistics. Hand-set, measured on
+#: nothing; kept unchanged so that published paper2024 prompts can be reproduced. The graded
+#: describer's built-in reference is measured on real speech (textualize/builtin_voice_reference.py).
+PAPER2024_REFERENCE: dict[str, tuple[float, float]] = {
     "pitch_mean_st": (28.0, 6.0),
     "pitch_sd_st": (3.0, 1.5),
     "loudness_mean": (0.8, 0.4),
@@ -150,11 +168,17 @@ HIGH_Z = 1.0  # |z| at or above which a level word ("high", "fast", ...) is used
 
 @dataclass(frozen=True)
 class ProsodyReference:
-    """Mean and standard deviation of prosody summary fields, overall and per speaker."""
+    """What prosody words are relative to: for ``paper2024``, mean and standard deviation of the
+    summary fields, overall and per speaker; for ``graded``, also cut points and baselines."""
 
     overall: dict[str, tuple[float, float]]
     by_speaker: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     source: str = "builtin"
+    graded: GradedReference | None = None  # set: the graded describer speaks
+
+    @property
+    def describer(self) -> str:
+        return "paper2024" if self.graded is None else "graded"
 
     def stats_for(self, speaker: str | None) -> dict[str, tuple[float, float]]:
         """The speaker's own statistics when it has them, else the overall ones."""
@@ -163,12 +187,14 @@ class ProsodyReference:
     def to_dict(self) -> dict:
         """JSON-friendly: ``{"source", "overall": {field: [mean, sd]}, "by_speaker": {...}}``."""
         return {
+            "describer": self.describer,
             "source": self.source,
             "overall": {name: list(ms) for name, ms in self.overall.items()},
             "by_speaker": {
                 spk: {name: list(ms) for name, ms in stats.items()}
                 for spk, stats in sorted(self.by_speaker.items())
             },
+            **({"graded": self.graded.to_dict()} if self.graded else {}),
         }
 
     @classmethod
@@ -176,16 +202,22 @@ class ProsodyReference:
         def stats(values: Mapping) -> dict[str, tuple[float, float]]:
             return {str(name): (float(ms[0]), float(ms[1])) for name, ms in values.items()}
 
+        graded = data.get("graded")
+        if data.get("describer", "paper2024") not in DESCRIBERS:
+            raise ValueError(f"unknown describer {data.get('describer')!r} (known: {DESCRIBERS})")
+        if data.get("describer") == "graded" and not graded:
+            raise ValueError("describer graded without its graded reference")
         return cls(
             stats(data["overall"]),
             {str(spk): stats(v) for spk, v in data.get("by_speaker", {}).items()},
             source=str(data["source"]),
+            graded=GradedReference.from_dict(graded) if graded else None,
         )
 
 
 def _stats(rows: list[Mapping[str, float | None]]) -> dict[str, tuple[float, float]]:
     out = {}
-    for name, builtin in BUILTIN_PROSODY_REFERENCE.items():
+    for name, builtin in PAPER2024_REFERENCE.items():
         values = np.array([r[name] for r in rows if r.get(name) is not None], dtype=float)
         values = values[np.isfinite(values)]
         if values.size >= 2 and values.std() > 0:
@@ -196,19 +228,34 @@ def _stats(rows: list[Mapping[str, float | None]]) -> dict[str, tuple[float, flo
 
 
 def build_prosody_reference(
-    summaries: Iterable[tuple[str | None, Mapping[str, float | None]]], mode: str = "dataset"
+    summaries: Iterable[tuple[str | None, Mapping[str, float | None]]],
+    mode: str = "dataset",
+    describer: str = "graded",
+    *,
+    baseline_summaries: Iterable[tuple[str | None, Mapping[str, float | None]]] | None = None,
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
+    builtin: GradedReference | None = None,
 ) -> ProsodyReference:
     """Reference statistics from (speaker, summary) pairs of voiced units (the fitting clips').
 
     ``mode``: "builtin" (fixed defaults), "dataset" (the given voiced clips) or "speaker" (each
-    speaker against their own clips, falling back to the dataset for speakers with few clips).
-    Each level falls back to the one below it when it has fewer than MIN_REFERENCE_CLIPS clips.
+    speaker against their own clips). paper2024: speakers with few clips fall back to the dataset,
+    and each level falls back to the one below it when it has fewer than MIN_REFERENCE_CLIPS clips.
+    graded: cut points are ``quantiles`` of the fitting clips' differences from their baselines;
+    with "speaker", each speaker with enough voiced clips in ``baseline_summaries`` (default: the
+    fitting clips; label-free, so unlabelled clips may be given) is described against their own
+    median voice. ``builtin``: the graded reference to fall back on (default: the shipped one).
     """
     if mode not in ("builtin", "dataset", "speaker"):
         raise ValueError(f"prosody reference must be builtin, dataset or speaker, not {mode!r}")
+    if describer not in DESCRIBERS:
+        raise ValueError(f"prosody describer must be one of {', '.join(DESCRIBERS)}, not {describer!r}")
+    summaries = list(summaries)
     voiced = [(spk, s) for spk, s in summaries if not s.get("silent")]
+    if describer == "graded":
+        return _graded_reference(voiced, mode, baseline_summaries, quantiles, builtin)
     if mode == "builtin" or len(voiced) < MIN_REFERENCE_CLIPS:
-        return ProsodyReference(dict(BUILTIN_PROSODY_REFERENCE), source="builtin")
+        return ProsodyReference(dict(PAPER2024_REFERENCE), source="builtin")
     overall = _stats([s for _, s in voiced])
     by_speaker: dict[str, dict[str, tuple[float, float]]] = {}
     if mode == "speaker":
@@ -220,11 +267,33 @@ def build_prosody_reference(
     return ProsodyReference(overall, by_speaker, source=mode)
 
 
+def _graded_reference(voiced, mode, baseline_summaries, quantiles, builtin) -> ProsodyReference:
+    builtin = builtin or builtin_graded_reference()
+    if tuple(quantiles) != tuple(builtin.quantiles) and mode == "builtin":
+        builtin = fit_graded_reference([], builtin, quantiles=tuple(quantiles), source="builtin")
+    if mode == "builtin" or len(voiced) < MIN_REFERENCE_CLIPS:
+        return ProsodyReference(dict(PAPER2024_REFERENCE), source="builtin", graded=builtin)
+    baselines = {}
+    if mode == "speaker":
+        baselines = speaker_baselines(voiced if baseline_summaries is None else baseline_summaries)
+    graded = fit_graded_reference(
+        voiced, builtin, baselines=baselines, quantiles=tuple(quantiles), source=mode
+    )
+    return ProsodyReference(_stats([s for _, s in voiced]), source=mode, graded=graded)
+
+
+def builtin_graded_reference() -> GradedReference:
+    """The graded describer's reference measured on real speech (experiments/fit_prosody_reference.py)."""
+    from textualize.builtin_voice_reference import BUILTIN_VOICE_REFERENCE
+
+    return GradedReference.from_dict(BUILTIN_VOICE_REFERENCE)
+
+
 def _z(summary: Mapping[str, float | None], name: str, stats: dict[str, tuple[float, float]]) -> float | None:
     value = summary.get(name)
     if value is None or not math.isfinite(value):
         return None
-    mean, sd = stats.get(name, BUILTIN_PROSODY_REFERENCE[name])
+    mean, sd = stats.get(name, PAPER2024_REFERENCE[name])
     return (value - mean) / sd if sd > 0 else 0.0
 
 
@@ -237,9 +306,14 @@ def _level(z: float | None, low: str, mid: str, high: str) -> str | None:
 def describe_prosody(
     summary: Mapping[str, float | None], reference: ProsodyReference, speaker: str | None = None
 ) -> str:
-    """E.g. "high, variable pitch; loud; fast speech; few pauses; breathy or hoarse voice"."""
+    """The voice in words, by the reference's describer (graded: see textualize/voice_words.py).
+
+    paper2024, e.g. "high, variable pitch; loud; fast speech; few pauses; breathy or hoarse voice".
+    """
     if summary.get("silent"):
         return "silence, no voice activity"
+    if reference.graded is not None:
+        return describe_voice(summary, reference.graded, speaker)
     stats = reference.stats_for(speaker)
     pitch = _level(_z(summary, "pitch_mean_st", stats), "low", "medium", "high")
     spread = _level(_z(summary, "pitch_sd_st", stats), "monotone", "", "variable")

@@ -128,6 +128,7 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
             "fps": cfg.fps,
             "threshold": cfg.face_threshold,
             "version": _dist_version("py-feat"),
+            "format": FaceTrack.TABLE_FORMAT,  # every face per frame, not only the kept one
         },
         "prosody": {"feature_set": "eGeMAPSv02", "version": _dist_version("opensmile")},
         "transcript": {
@@ -227,12 +228,12 @@ def _table_from_bytes(data: bytes) -> tuple[pd.DataFrame, dict]:
 
 
 def _face_to_bytes(track: FaceTrack) -> bytes:
-    return _table_bytes(track.frames, {"source": track.source, "au_scale": track.au_scale})
+    return _table_bytes(track.to_table(), {"source": track.source, "au_scale": track.au_scale})
 
 
 def _face_from_bytes(data: bytes) -> FaceTrack:
     frame, meta = _table_from_bytes(data)
-    return FaceTrack(frame, meta["source"], meta["au_scale"])
+    return FaceTrack.from_table(frame, meta["source"], meta["au_scale"])
 
 
 def _prosody_to_bytes(track: ProsodyTrack) -> bytes:

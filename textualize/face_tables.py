@@ -12,7 +12,8 @@ Conventions shared by every source:
 * AUs a source does not measure are NaN (OpenFace has no AU11, AU24 or AU43; no emotions);
 * OpenFace intensities (0-5) become ``r / 5`` (``AU_SCALE_INTENSITY``), set to 0 where OpenFace's
   own presence classifier (``AUxx_c``) says the AU is absent; AU28, which OpenFace only detects,
-  is its presence (0 or 1).
+  is its presence (0 or 1). The presence calls themselves are kept too (``AU_PRESENCE_COLUMNS``),
+  so that the words can say "present" only where OpenFace does (textualize/face_words.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pandas as pd
 
 from textualize.records import (
     AU_COLUMNS,
+    AU_PRESENCE_COLUMNS,
     AU_SCALE_INTENSITY,
     AU_SCALE_PROBABILITY,
     EMOTION_COLUMNS,
@@ -33,6 +35,7 @@ from textualize.records import (
 )
 
 OPENFACE_MAX_INTENSITY = 5.0  # OpenFace AUxx_r runs 0 (absent) to 5 (maximum intensity)
+OPENFACE_PRESENCE_ONLY = ("AU28",)  # OpenFace 2.x detects these but has no intensity for them
 
 # py-feat's emotion columns: Detectorv1/MPDetector write ours already; Detectorv2 capitalises.
 FEAT_EMOTION_NAMES: dict[str, str] = {
@@ -185,7 +188,12 @@ def _openface_frames(table: pd.DataFrame, fps: float | None, path: Path) -> pd.D
     out.loc[at, "face"] = True
     out.loc[at, "face_score"] = confidence.loc[best.to_numpy()].to_numpy(dtype=float)
     out.loc[at, list(AU_COLUMNS)] = _openface_aus(table).loc[best.to_numpy()].to_numpy()
-    return out
+    presence = pd.DataFrame(np.nan, index=out.index, columns=list(AU_PRESENCE_COLUMNS))
+    for au, column in zip(AU_COLUMNS, AU_PRESENCE_COLUMNS):
+        if column in table.columns:
+            called = pd.to_numeric(table[column], errors="coerce") >= 0.5
+            presence.loc[at, column] = called.loc[best.to_numpy()].to_numpy(dtype=float)
+    return pd.concat([out, presence], axis=1)
 
 
 def _openface_aus(table: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,9 @@
 (in memory, as tensors: no per-frame image files). Per frame it keeps the most confident face;
 a frame without one becomes a ``face=False`` row with NaN values, never a "neutral" face. The
 result is the canonical ``FaceTrack`` that ``face_tables.read_face_table`` also produces, plus
-the kept face's box per frame (``FACE_BOX_COLUMNS``), so later steps can crop the face again.
+the kept face's box per frame (``FACE_BOX_COLUMNS``), so later steps can crop the face again,
+and every face found (``FaceTrack.detections``), which ``track_faces`` links across frames by
+box overlap, so that the words can follow one person (textualize/face_words.py).
 
 py-feat downloads its weights from the Hugging Face Hub into its own package folder
 (``<site-packages>/feat/resources``, in the Hub cache layout; ``HF_HOME`` is not used for them).
@@ -27,6 +29,7 @@ from textualize.records import (
     AU_COLUMNS,
     AU_SCALE_PROBABILITY,
     FACE_BOX_COLUMNS,
+    FACE_DETECTION_COLUMNS,
     FACE_FRAME_COLUMNS,
     FaceTrack,
     VideoFrame,
@@ -223,16 +226,19 @@ class FaceExtractor:
         """Run the detector over ``frames`` in batches; one canonical row per frame."""
         parts = [self._detect(batch) for batch in _batches(frames, self.config.batch_size)]
         table = (
-            pd.concat(parts, ignore_index=True)
+            pd.concat([frames for frames, _ in parts], ignore_index=True)
             if parts
             else pd.DataFrame(
                 {c: pd.Series(dtype=float) for c in (*FACE_FRAME_COLUMNS, *FACE_BOX_COLUMNS)}
             )
         )
         table["face"] = table["face"].astype(bool)
-        return FaceTrack(table, f"py-feat:{self.detector}", AU_SCALE_PROBABILITY)
+        detections = pd.concat(
+            [_empty_detections(), *(found for _, found in parts)], ignore_index=True
+        )
+        return FaceTrack(table, f"py-feat:{self.detector}", AU_SCALE_PROBABILITY, detections)
 
-    def _detect(self, batch: list[VideoFrame]) -> pd.DataFrame:
+    def _detect(self, batch: list[VideoFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
         import torch
 
         images = torch.from_numpy(np.stack([f.image for f in batch])).permute(0, 3, 1, 2)
@@ -245,8 +251,82 @@ class FaceExtractor:
         )
         # With data_type="tensor", py-feat numbers frames 0..len(batch)-1 in each call.
         wanted = [c for c in results.columns if c in _FEAT_COLUMNS]
-        table = feat_frames(pd.DataFrame(results[wanted]), np.array([f.time for f in batch]))
-        return with_face_boxes(table, pd.DataFrame(results))
+        times = np.array([f.time for f in batch])
+        table = feat_frames(pd.DataFrame(results[wanted]), times)
+        return with_face_boxes(table, pd.DataFrame(results)), feat_detections(results, times)
+
+
+def feat_detections(results: pd.DataFrame, times: np.ndarray) -> pd.DataFrame:
+    """Every face of py-feat's results (not only the most confident one), as
+    ``FACE_DETECTION_COLUMNS`` rows; frames without a face have none."""
+    results = pd.DataFrame(results).reset_index(drop=True)
+    if not len(results) or not set(_FEAT_BOX) <= set(results.columns):
+        return _empty_detections()
+    score = pd.to_numeric(results["FaceScore"], errors="coerce")
+    frame = (
+        results["frame"].astype(int)
+        if "frame" in results.columns
+        else pd.Series(np.arange(len(results)))
+    )
+    keep = score.notna() & (score > 0) & results["FaceRectX"].notna()
+    keep &= (frame >= 0) & (frame < len(times))
+    found = results[keep]
+    out = _empty_detections(len(found))
+    out["time"] = np.asarray(times, dtype=float)[frame[keep].to_numpy()]
+    out["face_score"] = score[keep].to_numpy(dtype=float)
+    for source, target in [(au, au) for au in AU_COLUMNS] + list(FEAT_EMOTION_NAMES.items()):
+        if source in found.columns:
+            out[target] = found[source].to_numpy(dtype=float)
+    out[list(FACE_BOX_COLUMNS)] = found[list(_FEAT_BOX)].to_numpy(dtype=float)
+    return out
+
+
+def _empty_detections(rows: int = 0) -> pd.DataFrame:
+    return pd.DataFrame(np.nan, index=range(rows), columns=list(FACE_DETECTION_COLUMNS))
+
+
+def box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of boxes ``a`` (n, 4) and ``b`` (m, 4), each (x, y, width, height)."""
+    ax, ay, aw, ah = (a[:, i : i + 1] for i in range(4))
+    bx, by, bw, bh = (b[None, :, i] for i in range(4))
+    inter_w = np.clip(np.minimum(ax + aw, bx + bw) - np.maximum(ax, bx), 0, None)
+    inter_h = np.clip(np.minimum(ay + ah, by + bh) - np.maximum(ay, by), 0, None)
+    inter = inter_w * inter_h
+    union = aw * ah + bw * bh - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+#: Least box overlap (IoU) between a face and a track's last box for the face to continue it.
+MIN_TRACK_OVERLAP = 0.3
+
+
+def track_faces(detections: pd.DataFrame, min_overlap: float = MIN_TRACK_OVERLAP) -> np.ndarray:
+    """A track number per detection: faces linked across frames by box overlap.
+
+    Frame by frame (``time``), each face continues the track whose last box it overlaps most
+    (greedy, best pairs first, at most one face per track and frame, IoU >= ``min_overlap``);
+    a face that continues none starts a new track. Tracks are numbered in order of appearance.
+    """
+    ids = np.full(len(detections), -1, dtype=int)
+    boxes = detections[list(FACE_BOX_COLUMNS)].to_numpy(dtype=float)
+    last_boxes: list[np.ndarray] = []
+    for _, rows in sorted(detections.groupby("time").indices.items()):
+        rows = np.asarray(rows)
+        if last_boxes:
+            overlap = box_overlap(boxes[rows], np.stack(last_boxes))
+            for flat in np.argsort(-overlap, axis=None, kind="stable"):
+                face, track = np.unravel_index(flat, overlap.shape)
+                if overlap[face, track] < min_overlap:
+                    break
+                if ids[rows[face]] == -1 and track not in ids[rows]:
+                    ids[rows[face]] = track
+        for face in rows:
+            if ids[face] == -1:
+                ids[face] = len(last_boxes)
+                last_boxes.append(boxes[face])
+            else:
+                last_boxes[ids[face]] = boxes[face]
+    return ids
 
 
 def with_face_boxes(table: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:

@@ -59,6 +59,7 @@ from textualize.textualizer import (
     load_textualizer,
     rendering_config,
     rendering_notes,
+    with_new_speakers,
 )
 from textualize.units import UnitFeatures, make_units
 
@@ -232,7 +233,11 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
 
     units = [u for c in clips for u in by_clip[c.clip_id]]  # input order, not completion order
     extraction = extraction_identity(plan)
-    textualizer = prior or fit_textualizer(units, cfg, extraction, str(source))
+    # A prior textualizer learns the baselines of speakers it has not met (label-free medians).
+    if prior:
+        textualizer = with_new_speakers(prior, units)
+    else:
+        textualizer = fit_textualizer(units, cfg, extraction, str(source))
     notes = rendering_notes(textualizer, units, extraction if prior else None)
     reference, renderer = textualizer.prosody, textualizer.renderer()
     rows = [unit_row(u, renderer, reference, cfg.transcript_source) for u in units]

@@ -329,8 +329,9 @@ def count_syllables(word: str) -> int:
     """
     letters = word.strip().lower().strip(".,!?;:\"'()-")
     groups = len(_VOWEL_GROUPS.findall(letters))
-    if groups > 1 and letters.endswith("e") and not letters.endswith(("le", "ee", "ye")):
-        groups -= 1
+    syllabic_le = letters.endswith("le") and len(letters) > 2 and letters[-3] not in "aeiouy"
+    if groups > 1 and letters.endswith("e") and not letters.endswith(("ee", "ye")) and not syllabic_le:
+        groups -= 1  # "while", "are"; but "little", "free"
     return max(1, groups)
 
 

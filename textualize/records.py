@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -110,6 +110,11 @@ EMOTION_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise
 FACE_FRAME_COLUMNS = ("time", "face", "face_score", *AU_COLUMNS, *EMOTION_COLUMNS)
 # Optional columns of a face track: the kept face's box in pixels of the frame it was found in.
 FACE_BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
+# Optional columns: the source's own presence call per AU, 1/0 (OpenFace's ``AUxx_c``; NaN where
+# it has none). With them an AU counts as shown only where the source says it is present.
+AU_PRESENCE_COLUMNS = tuple(f"{au}_c" for au in AU_COLUMNS)
+# Every face a detector found (``FaceTrack.detections``): one row per face per sampled frame.
+FACE_DETECTION_COLUMNS = ("time", "face_score", *AU_COLUMNS, *EMOTION_COLUMNS, *FACE_BOX_COLUMNS)
 
 # How AU values are scaled in a face track, which decides the activation thresholds.
 AU_SCALE_PROBABILITY = "probability"  # py-feat: probability that the AU is active, 0-1
@@ -124,12 +129,20 @@ class FaceTrack:
     False for frames where no face was found; their AU/emotion values are NaN), ``face_score``,
     the 20 AUs scaled to 0-1, and the 7 emotion probabilities. AUs a source cannot measure are NaN.
     A detector's track also has ``FACE_BOX_COLUMNS`` (tracks cached before them, and imported
-    tables, may not): where the kept face lies, NaN in frames without one.
+    tables, may not): where the kept face lies, NaN in frames without one; an OpenFace table has
+    ``AU_PRESENCE_COLUMNS``. ``detections`` holds every face the detector found
+    (``FACE_DETECTION_COLUMNS``, frames identified by ``time``), so that the people in a frame can
+    be followed over the clip; None for imported tables and for tracks cached before it existed.
     """
 
     frames: pd.DataFrame
     source: str  # e.g. "py-feat:Detector", "py-feat-csv", "openface-csv"
     au_scale: str = AU_SCALE_PROBABILITY
+    detections: pd.DataFrame | None = None
+
+    #: Bump when ``to_table`` changes, so that cached face tracks are recomputed (a cache key part).
+    TABLE_FORMAT: ClassVar[str] = "frames+detections-1"
+    _FRAME_ROW: ClassVar[str] = "frame_row"
 
     def __post_init__(self) -> None:
         missing = [c for c in FACE_FRAME_COLUMNS if c not in self.frames.columns]
@@ -145,8 +158,34 @@ class FaceTrack:
         return all(c in self.frames.columns for c in FACE_BOX_COLUMNS)
 
     def between(self, start: float, end: float) -> FaceTrack:
-        mask = (self.frames["time"] >= start) & (self.frames["time"] < end)
-        return FaceTrack(self.frames[mask].reset_index(drop=True), self.source, self.au_scale)
+        def cut(table: pd.DataFrame) -> pd.DataFrame:
+            mask = (table["time"] >= start) & (table["time"] < end)
+            return table[mask].reset_index(drop=True)
+
+        detections = None if self.detections is None else cut(self.detections)
+        return FaceTrack(cut(self.frames), self.source, self.au_scale, detections)
+
+    def to_table(self) -> pd.DataFrame:
+        """One table for the cache: the frames, then every detection (marked ``frame_row``)."""
+        if self.detections is None:
+            return self.frames
+        return pd.concat(
+            [
+                self.frames.assign(**{self._FRAME_ROW: True}),
+                self.detections.assign(face=True, **{self._FRAME_ROW: False}),
+            ],
+            ignore_index=True,
+        )
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, source: str, au_scale: str) -> FaceTrack:
+        """The inverse of ``to_table``."""
+        if cls._FRAME_ROW not in table.columns:
+            return cls(table, source, au_scale)
+        is_frame = table[cls._FRAME_ROW].astype(bool)
+        frames = table[is_frame].drop(columns=cls._FRAME_ROW).reset_index(drop=True)
+        detections = table.loc[~is_frame, list(FACE_DETECTION_COLUMNS)].reset_index(drop=True)
+        return cls(frames, source, au_scale, detections)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from textualize.describe import (
     describe_speech_emotion,
     describe_visual_emotions,
 )
+from textualize.face_words import describe_face_course
 from textualize.prompts import ModalityText, PromptRenderer
 from textualize.records import (
     ABSENT,
@@ -26,6 +27,7 @@ from textualize.records import (
     finite_or_none,
 )
 from textualize.units import UnitFeatures
+from textualize.voice_words import voice_scores
 
 MISSING_WORDS = {
     "face": {ABSENT: "no face visible", NO_STREAM: "no video"},
@@ -52,9 +54,14 @@ def transcript_text(unit: UnitFeatures, source: str) -> tuple[ModalityText, str]
     return ModalityText(False, missing=_missing(unit, "transcript")), "whisper"
 
 
-def visual_text(unit: UnitFeatures) -> ModalityText:
+def visual_text(unit: UnitFeatures, describer: str = "graded") -> ModalityText:
+    """The face in words: textualize/face_words.py's (probabilities said as such, FACS levels for
+    intensities, when AUs appear and peak, the speaker's face), or paper2024's."""
     if unit.status["face"].status != OK or unit.face is None:
         return ModalityText(False, missing=_missing(unit, "face"))
+    if describer != "paper2024" and unit.face.course is not None:
+        action_units, emotions = describe_face_course(unit.face.course)
+        return ModalityText(True, action_units=action_units, emotions=emotions)
     return ModalityText(
         True,
         action_units=describe_action_units(unit.face),
@@ -100,7 +107,7 @@ def unit_row(unit: UnitFeatures, renderer: PromptRenderer, reference: ProsodyRef
     """One output row: identity, texts, prompt, statuses and numeric descriptors."""
     clip = unit.clip
     transcript, source = transcript_text(unit, transcript_source)
-    visual, audio = visual_text(unit), audio_text(unit, reference)
+    visual, audio = visual_text(unit, reference.describer), audio_text(unit, reference)
     prompt = ""
     if not unit.error:
         prompt = renderer.render(
@@ -134,7 +141,20 @@ def unit_row(unit: UnitFeatures, renderer: PromptRenderer, reference: ProsodyRef
         row[f"{modality}_status"] = unit.status[modality].status
         row[f"{modality}_reason"] = unit.status[modality].reason
     row.update(numeric_columns(unit))
+    row.update(voice_columns(unit, reference))
     return row
+
+
+def voice_columns(unit: UnitFeatures, reference: ProsodyReference) -> dict[str, float | None]:
+    """The numbers the graded voice words are made from (``voice_*``: differences from the
+    baseline, changes over the clip, pauses); none for the paper2024 describer."""
+    if reference.graded is None:
+        return {}
+    prosody = unit.prosody if unit.status["prosody"].status == OK else None
+    if not prosody or prosody.get("silent"):
+        return {f"voice_{name}": None for name in voice_scores({}, reference.graded, None)}
+    scores = voice_scores(prosody, reference.graded, unit.clip.speaker)
+    return {f"voice_{name}": finite_or_none(value) for name, value in scores.items()}
 
 
 def is_gap(status: str) -> bool:

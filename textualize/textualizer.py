@@ -9,9 +9,13 @@ same words for the same voice. The file also holds the template text, the modali
 windows the prompts were rendered with, and what the textualizer was fitted on (split, counts and a
 digest of the clip ids).
 
-A speaker the textualizer has no statistics of (too few training clips, or new) is described
-against its overall statistics, whatever the batch being rendered holds: a clip's prompt depends
-only on the clip and the textualizer.
+With the paper2024 describer, a speaker the textualizer has no statistics of (too few training
+clips, or new) is described against its overall statistics, whatever the batch being rendered
+holds: a clip's prompt depends only on the clip and the textualizer. With the graded describer
+and ``prosody_reference: speaker``, a speaker is described against their own median voice, which
+needs no label: fitted on the speaker's training clips when they have some, else on all of their
+clips in the run (held-out speakers included), and for a new speaker in a ``--reference`` run on
+their clips in that run (``with_new_speakers``). The cut points always come from training clips.
 """
 
 from __future__ import annotations
@@ -28,9 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 from textualize.cache import atomic_write
 from textualize.config import TextualizeConfig
-from textualize.describe import MIN_REFERENCE_CLIPS, ProsodyReference, build_prosody_reference
+from textualize.describe import (
+    MIN_REFERENCE_CLIPS,
+    ProsodyReference,
+    build_prosody_reference,
+)
 from textualize.prompts import PromptRenderer, parse_modalities, template_source
 from textualize.units import UnitFeatures
+from textualize.voice_words import DEFAULT_QUANTILES, GradedReference, speaker_baselines
 
 if TYPE_CHECKING:
     from textualize.extract import ExtractionPlan
@@ -39,10 +48,12 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "textualizer.json"
 FORMAT = "cer-textualizer"
-VERSION = 1
+VERSION = 2  # 2: the graded describer (prosody.describer, prosody.graded)
+READABLE_VERSIONS = (1, 2)  # version 1 files were all written by the paper2024 describer
 TRAIN_SPLIT = "train"  # the split value whose clips a textualizer is fitted on
 #: What an unset rendering option means when there is no textualizer to take it from.
-DEFAULTS = {"template": "paper", "modalities": "TVA", "prosody_reference": "dataset"}
+DEFAULTS = {"template": "paper", "modalities": "TVA", "describer": "graded"}
+PROSODY_REFERENCE_DEFAULT = {"graded": "speaker", "paper2024": "dataset"}
 
 
 class TextualizerError(ValueError):
@@ -79,6 +90,10 @@ class Textualizer:
     fitted_on: FittedOn
     extraction: dict[str, dict] = field(default_factory=dict)  # stage keys of the descriptors
 
+    @property
+    def describer(self) -> str:
+        return self.prosody.describer
+
     def renderer(self) -> PromptRenderer:
         return PromptRenderer(
             self.template_id, self.modalities, self.labels, source=self.template_source
@@ -111,10 +126,11 @@ class Textualizer:
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "textualizer") -> Textualizer:
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise TextualizerError(f'{source} is not a textualizer file (no "format": "{FORMAT}")')
-        if data.get("version") != VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise TextualizerError(
                 f"{source} is textualizer format version {data.get('version')!r}; this cer reads "
-                f"version {VERSION}: re-run cer textualize on the training clips to fit a new one"
+                f"versions {', '.join(map(str, READABLE_VERSIONS))}: re-run cer textualize on the "
+                "training clips to fit a new one"
             )
         try:
             template, prosody, fitted = data["template"], data["prosody"], data["fitted_on"]
@@ -202,14 +218,24 @@ def rendering_config(
     the prompts would no longer be those of training time.
     """
     if textualizer is None:
+        describer = cfg.describer or DEFAULTS["describer"]
         return dataclasses.replace(
             cfg,
             template=cfg.template or DEFAULTS["template"],
             modalities=_modality_letters(cfg.modalities or DEFAULTS["modalities"]),
-            prosody_reference=cfg.prosody_reference or DEFAULTS["prosody_reference"],
+            describer=describer,
+            prosody_reference=cfg.prosody_reference or PROSODY_REFERENCE_DEFAULT[describer],
         )
     t = textualizer
     conflicts = []
+    if cfg.describer is not None and cfg.describer != t.describer:
+        conflicts.append(f"--describer {cfg.describer} (fitted: {t.describer})")
+    fitted_quantiles = t.prosody.graded.quantiles if t.prosody.graded else ()
+    if cfg.prosody_quantiles and tuple(cfg.prosody_quantiles) != tuple(fitted_quantiles):
+        conflicts.append(f"--prosody-quantiles {' '.join(map(str, cfg.prosody_quantiles))} (fitted: "
+                         f"{' '.join(map(str, fitted_quantiles)) or 'none, paper2024'})")
+    if cfg.voice_reference is not None:
+        conflicts.append(f"--voice-reference {cfg.voice_reference} (the textualizer holds its reference)")
     if cfg.template is not None and template_source(cfg.template)[1] != t.template_source:
         conflicts.append(f"--template {cfg.template} (fitted: {t.template_id})")
     if cfg.modalities is not None and _modality_letters(cfg.modalities) != t.modalities:
@@ -233,6 +259,7 @@ def rendering_config(
         template=t.template,
         modalities=t.modalities,
         prosody_reference=t.prosody_reference,
+        describer=t.describer,
         window=window,
         hop=hop,
     )
@@ -274,7 +301,14 @@ def fit_textualizer(
             )
         fitting, split = list(units), None
     summaries = [(u.clip.speaker, u.prosody) for u in fitting if u.prosody is not None]
-    reference = build_prosody_reference(summaries, cfg.prosody_reference)
+    reference = build_prosody_reference(
+        summaries,
+        cfg.prosody_reference,
+        cfg.describer,
+        baseline_summaries=_baseline_summaries(units, fitting),
+        quantiles=tuple(cfg.prosody_quantiles) or DEFAULT_QUANTILES,
+        builtin=load_voice_reference(cfg.voice_reference) if cfg.voice_reference else None,
+    )
     voiced = [spk for spk, s in summaries if not s.get("silent")]
     clips = {u.clip.clip_id: u.clip for u in fitting}
     template_id, text = template_source(cfg.template)
@@ -294,12 +328,65 @@ def fit_textualizer(
             clip_ids_sha256=clip_digest(clips),
             labelled_clips=sum(1 for c in clips.values() if c.label),
             voiced_units=len(voiced),
-            speaker_units={spk: voiced.count(spk) for spk in sorted(reference.by_speaker)},
+            speaker_units={spk: voiced.count(spk) for spk in sorted(_described_speakers(reference))},
             source=source,
             fitted_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         ),
         extraction=_plain(dict(extraction)),
     )
+
+
+def _described_speakers(reference: ProsodyReference) -> set[str]:
+    """Speakers described against their own voice (graded baselines or paper2024 statistics)."""
+    return set(reference.graded.baselines) if reference.graded else set(reference.by_speaker)
+
+
+def _baseline_summaries(units: Sequence[UnitFeatures], fitting: Sequence[UnitFeatures]) -> list:
+    """(speaker, summary) pairs that speaker baselines come from: a speaker's fitting units when
+    they have some (so held-out clips never move training prompts), else all of their units."""
+    fitting_ids = {id(u) for u in fitting}
+    fitted = {u.clip.speaker for u in fitting if u.clip.speaker}
+    return [
+        (u.clip.speaker, u.prosody)
+        for u in units
+        if u.prosody is not None
+        and u.clip.speaker
+        and (id(u) in fitting_ids or u.clip.speaker not in fitted)
+    ]
+
+
+def with_new_speakers(textualizer: Textualizer, units: Sequence[UnitFeatures]) -> Textualizer:
+    """``textualizer`` with baselines for the speakers of ``units`` it has none for (graded,
+    speaker mode): their median voice over these units, which needs no label. Other
+    textualizers, and speakers it knows, are left as they are."""
+    graded = textualizer.prosody.graded
+    if graded is None or textualizer.prosody_reference != "speaker":
+        return textualizer
+    new = speaker_baselines(
+        (u.clip.speaker, u.prosody)
+        for u in units
+        if u.prosody is not None and u.clip.speaker and u.clip.speaker not in graded.baselines
+    )
+    if not new:
+        return textualizer
+    graded = dataclasses.replace(graded, baselines={**graded.baselines, **new})
+    prosody = dataclasses.replace(textualizer.prosody, graded=graded)
+    log.info("%d new speaker(s) described against their own voice in this run: %s", len(new),
+             ", ".join(sorted(new)[:10]))
+    return dataclasses.replace(textualizer, prosody=prosody)
+
+
+def load_voice_reference(path: str | Path) -> GradedReference:
+    """A graded describer reference written by experiments/fit_prosody_reference.py."""
+    try:
+        return GradedReference.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except FileNotFoundError as err:
+        raise TextualizerError(f"--voice-reference {path} does not exist") from err
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise TextualizerError(
+            f"--voice-reference {path} is not a voice reference written by "
+            f"experiments/fit_prosody_reference.py ({type(err).__name__}: {err})"
+        ) from err
 
 
 def rendering_notes(
@@ -321,7 +408,7 @@ def rendering_notes(
     speakers: list[str] = []
     if t.prosody_reference == "speaker":
         speakers = sorted(
-            {u.clip.speaker for u in units if u.clip.speaker} - set(t.prosody.by_speaker)
+            {u.clip.speaker for u in units if u.clip.speaker} - _described_speakers(t.prosody)
         )
         if speakers:
             log.info(

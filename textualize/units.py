@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from textualize.describe import FaceSummary, summarize_face
+from textualize.face_words import voiced_spans
 from textualize.records import ABSENT, OK, Clip, ClipDescriptors, ModalityStatus, SpeechEmotion
 
 
@@ -50,12 +51,13 @@ def make_units(desc: ClipDescriptors, window: float | None = None, hop: float | 
     whole = window is None
     spans = [(0.0, duration)] if whole else window_spans(duration, window, hop or window)
     units = []
+    voiced = voiced_spans(desc.prosody, desc.transcript) if desc.face is not None else ()
     for index, (begin, stop) in enumerate(spans):
         status = dict(desc.status)
         face = None
         if desc.face is not None:
             track = desc.face if whole else desc.face.between(begin, stop)
-            face = summarize_face(track)
+            face = summarize_face(track, voiced)
             if not whole and status["face"].status in (OK, ABSENT):
                 status["face"] = ModalityStatus(OK) if face.face_frames else ModalityStatus(ABSENT, "no face visible")
         prosody = None
