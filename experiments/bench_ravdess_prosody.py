@@ -86,6 +86,7 @@ def speaker_z(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def score_fold(prompts: pd.DataFrame) -> dict[str, float]:
+    prompts = prompts[prompts["label"].notna()]  # the folder's README and labels.csv are no clips
     train, test = prompts[prompts["split"] != "test"], prompts[prompts["split"] == "test"]
     egemaps = [c for c in prompts.columns if c.startswith("egemaps_")]
     prosody = [c for c in prompts.columns if c.startswith("prosody_") and c not in

@@ -49,7 +49,7 @@ from textualize.records import (
     VideoFrame,
 )
 from textualize.render import visual_text
-from textualize.units import UnitFeatures
+from textualize.units import UnitFeatures, make_units
 
 INTENSITY_WORDS = re.compile(r"intensity|\b(trace|slight|marked|severe|maximum|strong|moderate)\b")
 
@@ -289,6 +289,11 @@ def test_two_person_video_describes_the_one_whose_mouth_goes_with_the_voice(tmp_
     centre_x = {clip: _described_centre(descriptors[clip]) for clip in descriptors}
     assert centre_x["centre_talks"] == pytest.approx((CENTRE_FACE[0] + CENTRE_FACE[2]) / 2, abs=5)
     assert centre_x["left_talks"] == pytest.approx((LEFT_FACE[0] + LEFT_FACE[2]) / 2, abs=5)
+    # 2-second windows: each finds the speaker in its own frames and voice
+    windows = [w.face.course for w in make_units(descriptors["left_talks"], window=2.0)]
+    assert [(w.chosen, w.people) for w in windows] == [("speaker", 2), ("speaker", 2)]
+    left_x = (LEFT_FACE[0] + LEFT_FACE[2]) / 2
+    assert [w.box[0] + w.box[2] / 2 for w in windows] == pytest.approx([left_x, left_x], abs=5)
 
     # Rendering again comes from the cache (every face of every frame is in it): same words.
     FakeRetinaNet.faces = {}
