@@ -50,9 +50,15 @@ def textualize_fold(labels: pd.DataFrame, fold: int, describer: str, out: Path, 
     folder.mkdir(parents=True, exist_ok=True)
     fold_labels(labels, fold).to_csv(folder / "labels.csv", index=False)
     cfg = TextualizeConfig(
-        cache_dir=args.cache_dir, labels=str(folder / "labels.csv"), face="off",
-        whisper_model=bundled_whisper_model() or "tiny.en", language="en", workers=args.workers,
-        modalities="A", describer=describer, progress=False,
+        cache_dir=args.cache_dir,
+        labels=str(folder / "labels.csv"),
+        face="off",
+        whisper_model=bundled_whisper_model() or "tiny.en",
+        language="en",
+        workers=args.workers,
+        modalities="A",
+        describer=describer,
+        progress=False,
     )
     textualize(DATA, folder, cfg)
     return folder / "prompts.parquet"
@@ -89,8 +95,12 @@ def score_fold(prompts: pd.DataFrame) -> dict[str, float]:
     prompts = prompts[prompts["label"].notna()]  # the folder's README and labels.csv are no clips
     train, test = prompts[prompts["split"] != "test"], prompts[prompts["split"] == "test"]
     egemaps = [c for c in prompts.columns if c.startswith("egemaps_")]
-    prosody = [c for c in prompts.columns if c.startswith("prosody_") and c not in
-               ("prosody_status", "prosody_reason", "prosody_silent")]
+    prosody = [
+        c
+        for c in prompts.columns
+        if c.startswith("prosody_")
+        and c not in ("prosody_status", "prosody_reason", "prosody_silent")
+    ]
     voice = [c for c in prompts.columns if c.startswith("voice_")]
     z = speaker_z(prompts, egemaps)
     out = {
@@ -117,10 +127,15 @@ def main(argv: list[str] | None = None) -> None:
     if not (DATA / "labels.csv").is_file():
         raise SystemExit(f"RAVDESS not found at {DATA}: see shared/data/ravdess/README.md")
     labels = pd.read_csv(DATA / "labels.csv")
-    results: dict = {"data": "shared/data/ravdess (960 clips, actors 01-16)", "probe": (
-        f"LogisticRegression(C={C}), standardised numbers (median-imputed) or TF-IDF 1-3-grams "
-        "(sublinear tf, min_df 2); trained on train+val actors, macro-F1 on held-out actors"),
-        "folds": {str(k): sorted(v) for k, v in FOLDS.items()}, "describers": {}}
+    results: dict = {
+        "data": "shared/data/ravdess (960 clips, actors 01-16)",
+        "probe": (
+            f"LogisticRegression(C={C}), standardised numbers (median-imputed) or TF-IDF 1-3-grams "
+            "(sublinear tf, min_df 2); trained on train+val actors, macro-F1 on held-out actors"
+        ),
+        "folds": {str(k): sorted(v) for k, v in FOLDS.items()},
+        "describers": {},
+    }
     started = time.perf_counter()
     for describer in args.describers:
         per_fold, examples = {}, {}
@@ -133,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
                 examples = {
                     "distinct_audio_texts": int(prompts["audio_text"].nunique()),
                     "clips": len(prompts),
-                    "held_out_examples": test.groupby("label").head(1)[
-                        ["clip_id", "label", "audio_text"]].to_dict("records"),
+                    "held_out_examples": test.groupby("label")
+                    .head(1)[["clip_id", "label", "audio_text"]]
+                    .to_dict("records"),
                 }
         names = per_fold[HOLDOUT_FOLD]
         mean = {n: float(np.mean([per_fold[f][n] for f in FOLDS])) for n in names}

@@ -44,9 +44,17 @@ def summaries(prompts: pd.DataFrame) -> list[dict]:
     return [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in rows.to_dict("records")]
 
 
-def fit(prompts: pd.DataFrame, register_column: str, lower: str, higher: str,
-        baseline_labels: list[str], quantiles: tuple[float, ...]) -> GradedReference:
-    voiced = prompts[(prompts["prosody_status"] == "ok") & ~prompts["prosody_silent"].fillna(True).astype(bool)]
+def fit(
+    prompts: pd.DataFrame,
+    register_column: str,
+    lower: str,
+    higher: str,
+    baseline_labels: list[str],
+    quantiles: tuple[float, ...],
+) -> GradedReference:
+    voiced = prompts[
+        (prompts["prosody_status"] == "ok") & ~prompts["prosody_silent"].fillna(True).astype(bool)
+    ]
     rows = summaries(voiced)
     calm = voiced["label"].isin(baseline_labels).to_numpy()
     groups = voiced[register_column].to_numpy()
@@ -59,7 +67,9 @@ def fit(prompts: pd.DataFrame, register_column: str, lower: str, higher: str,
     start = GradedReference(quantiles, {}, registers, split, {}, dict(DEFAULT_DYNAMICS), "builtin")
     # Cut points against each speaker's own median voice (over all their takes, no labels) ...
     by_speaker = fit_graded_reference(
-        zip(speakers, rows), _no_cuts(start), baselines=speaker_baselines(zip(speakers, rows)),
+        zip(speakers, rows),
+        _no_cuts(start),
+        baselines=speaker_baselines(zip(speakers, rows)),
         quantiles=quantiles,
     )
     # ... and against the register, for clips of speakers without a baseline.
@@ -75,7 +85,9 @@ def _no_cuts(reference: GradedReference) -> GradedReference:
 
     zero = tuple(0.0 for _ in reference.quantiles)
     cuts = {kind: dict.fromkeys(MEASURES, zero) for kind in ("speaker", "register")}
-    return GradedReference(reference.quantiles, cuts, reference.registers, reference.register_split_st)
+    return GradedReference(
+        reference.quantiles, cuts, reference.registers, reference.register_split_st
+    )
 
 
 def _rounded(value):
@@ -91,11 +103,15 @@ def _rounded(value):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", help="a `cer textualize` output folder (its prompts.parquet)")
-    parser.add_argument("--labels", help="CSV with clip_id and the register column, if prompts lack it")
+    parser.add_argument(
+        "--labels", help="CSV with clip_id and the register column, if prompts lack it"
+    )
     parser.add_argument("--register-column", default="sex")
     parser.add_argument("--lower", default="male", help="register column value of lower voices")
     parser.add_argument("--higher", default="female", help="register column value of higher voices")
-    parser.add_argument("--baseline-labels", default="neutral,calm", help="takes the baselines come from")
+    parser.add_argument(
+        "--baseline-labels", default="neutral,calm", help="takes the baselines come from"
+    )
     parser.add_argument("--quantiles", type=float, nargs="*", default=list(DEFAULT_QUANTILES))
     parser.add_argument("--json", required=True, help="where to write the reference")
     parser.add_argument("--write-module", help="also write it as a Python constant file")
@@ -104,12 +120,22 @@ def main(argv: list[str] | None = None) -> None:
     prompts = pd.read_parquet(Path(args.run) / "prompts.parquet")
     if args.labels:
         extra = pd.read_csv(args.labels)[["clip_id", args.register_column]]
-        prompts = prompts.drop(columns=[args.register_column], errors="ignore").merge(extra, on="clip_id")
-    reference = fit(prompts, args.register_column, args.lower, args.higher,
-                    args.baseline_labels.split(","), tuple(args.quantiles))
+        prompts = prompts.drop(columns=[args.register_column], errors="ignore").merge(
+            extra, on="clip_id"
+        )
+    reference = fit(
+        prompts,
+        args.register_column,
+        args.lower,
+        args.higher,
+        args.baseline_labels.split(","),
+        tuple(args.quantiles),
+    )
     data = reference.to_dict()
     data["fitted_on"] = {
-        "run": Path(args.run).name, "clips": len(prompts), "speakers": int(prompts["speaker"].nunique()),
+        "run": Path(args.run).name,
+        "clips": len(prompts),
+        "speakers": int(prompts["speaker"].nunique()),
         "registers": f"{args.register_column}: {args.lower} = lower, {args.higher} = higher",
         "baseline_labels": args.baseline_labels,
     }

@@ -58,6 +58,7 @@ def pairwise_table(results: StudyResults) -> pd.DataFrame:
     the report's comparisons."""
     import pandas as pd
 
+    thin = {arm.name: "".join(c.letter for c in arm.info.thin_modalities()) for arm in results.arms}
     return pd.DataFrame(
         [
             {
@@ -75,6 +76,11 @@ def pairwise_table(results: StudyResults) -> pd.DataFrame:
                 "McNemar p": _p(c.mcnemar_p),
                 "McNemar p (Holm)": _p(c.mcnemar_p_holm),
                 "pairing": c.pairing,
+                "caution": "; ".join(
+                    f"{arm}: {thin[arm]} mostly missing"
+                    for arm in (c.arm_a, c.arm_b)
+                    if thin.get(arm)
+                ),
             }
             for c in results.comparisons
         ]
@@ -221,6 +227,12 @@ def render_markdown(results: StudyResults, figures: dict[str, Path], output_dir:
             "p-values corrected separately)."
         )
         lines += [holm_note, "", _markdown(pairwise_table(results)), ""]
+        if any(arm.info.thin_modalities() for arm in results.arms):
+            caution = (
+                "A *caution* names an arm whose modality was missing on most clips (see Modality "
+                "coverage): that difference says nothing about the modality."
+            )
+            lines += [caution, ""]
     else:
         lines += ["No pairwise comparison: fewer than two arms could be paired.", ""]
     if results.skipped_pairs:

@@ -186,3 +186,6 @@ def test_a_lost_run_and_a_new_failing_arm_cost_only_themselves(study, tmp_path, 
     assert "V (face): present on 0 of 8 clips, unavailable on 8" in note
     markdown = (study / "report" / "report.md").read_text()
     assert "**face_only**: failed: arm 'face_only' uses V" in markdown  # arms without results
+    pairs = markdown.split("## Pairwise comparisons")[1].split("\n## ")[0].splitlines()
+    with_face = [line for line in pairs if line.startswith("|") and "text_TVA" in line]
+    assert with_face and all("text_TVA: V mostly missing" in line for line in with_face)

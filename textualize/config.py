@@ -243,7 +243,9 @@ class TextualizeConfig:
                 f"0.75 0.9; got {' '.join(map(str, q))}"
             )
         if q and len(q) % 2:
-            raise ValueError("prosody_quantiles needs an even count, so that one level is 'as usual'")
+            raise ValueError(
+                "prosody_quantiles needs an even count, so that one level is 'as usual'"
+            )
         if self.ray_address and self.engine != "ray":
             raise ValueError(
                 "ray_address is only used by the Ray engine: add --engine ray (or drop --ray-address)"

@@ -330,7 +330,12 @@ def count_syllables(word: str) -> int:
     letters = word.strip().lower().strip(".,!?;:\"'()-")
     groups = len(_VOWEL_GROUPS.findall(letters))
     syllabic_le = letters.endswith("le") and len(letters) > 2 and letters[-3] not in "aeiouy"
-    if groups > 1 and letters.endswith("e") and not letters.endswith(("ee", "ye")) and not syllabic_le:
+    if (
+        groups > 1
+        and letters.endswith("e")
+        and not letters.endswith(("ee", "ye"))
+        and not syllabic_le
+    ):
         groups -= 1  # "while", "are"; but "little", "free"
     return max(1, groups)
 
@@ -346,7 +351,9 @@ def _speech_measures(
     where = np.flatnonzero(voiced)
     if where.size < 2:
         return dict.fromkeys(_SPEECH_FIELDS, None) | {
-            "speech_sec": 0.0, "inner_pauses": 0.0, "inner_pause_sec": 0.0
+            "speech_sec": 0.0,
+            "inner_pauses": 0.0,
+            "inner_pause_sec": 0.0,
         }
     first, last = int(where[0]), int(where[-1]) + 1
     speech_sec = (last - first) * LLD_HOP_SEC
@@ -362,7 +369,9 @@ def _speech_measures(
     if words:
         syllables = float(sum(count_syllables(w) for w in words))
     else:
-        syllables = float(_count_peaks(loudness, LOUDNESS_PEAK_REL_THRESHOLD, config.pause_loudness))
+        syllables = float(
+            _count_peaks(loudness, LOUDNESS_PEAK_REL_THRESHOLD, config.pause_loudness)
+        )
     pitch = f0[inner]
     third = max(1, pitch.size // 3)
     loud_third = max(1, loudness.size // 3)
@@ -371,7 +380,9 @@ def _speech_measures(
     timbre = {
         name: _mean(span[column].to_numpy(dtype=np.float64)[voiced]) if column in span else None
         for name, column in (
-            ("alpha_ratio_db", ALPHA_RATIO), ("hammarberg_db", HAMMARBERG), ("h1_h2_db", H1_H2)
+            ("alpha_ratio_db", ALPHA_RATIO),
+            ("hammarberg_db", HAMMARBERG),
+            ("h1_h2_db", H1_H2),
         )
     }
     return {
@@ -393,9 +404,21 @@ def _speech_measures(
 
 
 _SPEECH_FIELDS = (
-    "speech_sec", "pitch_median_st", "pitch_range_st", "loudness_speech", "loudness_variation",
-    "syllables", "articulation_rate", "inner_pauses", "inner_pause_sec", "pitch_trend_st",
-    "loudness_trend", "pitch_peak_pos", "loudness_peak_pos", "alpha_ratio_db", "hammarberg_db",
+    "speech_sec",
+    "pitch_median_st",
+    "pitch_range_st",
+    "loudness_speech",
+    "loudness_variation",
+    "syllables",
+    "articulation_rate",
+    "inner_pauses",
+    "inner_pause_sec",
+    "pitch_trend_st",
+    "loudness_trend",
+    "pitch_peak_pos",
+    "loudness_peak_pos",
+    "alpha_ratio_db",
+    "hammarberg_db",
     "h1_h2_db",
 )
 

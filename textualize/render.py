@@ -75,7 +75,9 @@ def audio_text(unit: UnitFeatures, reference: ProsodyReference) -> ModalityText:
         emotion = describe_speech_emotion(unit.speech_emotion)
     if unit.status["prosody"].status != OK or unit.prosody is None:
         return ModalityText(False, missing=_missing(unit, "prosody"), emotion=emotion)
-    return ModalityText(True, prosody=describe_prosody(unit.prosody, reference, unit.clip.speaker), emotion=emotion)
+    return ModalityText(
+        True, prosody=describe_prosody(unit.prosody, reference, unit.clip.speaker), emotion=emotion
+    )
 
 
 def _flat(value: ModalityText, *fields: str) -> str:
@@ -102,8 +104,12 @@ def numeric_columns(unit: UnitFeatures) -> dict[str, float | None]:
     return out
 
 
-def unit_row(unit: UnitFeatures, renderer: PromptRenderer, reference: ProsodyReference,
-             transcript_source: str) -> dict:
+def unit_row(
+    unit: UnitFeatures,
+    renderer: PromptRenderer,
+    reference: ProsodyReference,
+    transcript_source: str,
+) -> dict:
     """One output row: identity, texts, prompt, statuses and numeric descriptors."""
     clip = unit.clip
     transcript, source = transcript_text(unit, transcript_source)
@@ -111,9 +117,16 @@ def unit_row(unit: UnitFeatures, renderer: PromptRenderer, reference: ProsodyRef
     prompt = ""
     if not unit.error:
         prompt = renderer.render(
-            transcript=transcript, visual=visual, audio=audio,
-            clip={"clip_id": clip.clip_id, "speaker": clip.speaker, "context": clip.context,
-                  "start": unit.start, "end": unit.end},
+            transcript=transcript,
+            visual=visual,
+            audio=audio,
+            clip={
+                "clip_id": clip.clip_id,
+                "speaker": clip.speaker,
+                "context": clip.context,
+                "start": unit.start,
+                "end": unit.end,
+            },
         )
     row = {
         "clip_id": clip.clip_id,

@@ -232,10 +232,14 @@ def rendering_config(
         conflicts.append(f"--describer {cfg.describer} (fitted: {t.describer})")
     fitted_quantiles = t.prosody.graded.quantiles if t.prosody.graded else ()
     if cfg.prosody_quantiles and tuple(cfg.prosody_quantiles) != tuple(fitted_quantiles):
-        conflicts.append(f"--prosody-quantiles {' '.join(map(str, cfg.prosody_quantiles))} (fitted: "
-                         f"{' '.join(map(str, fitted_quantiles)) or 'none, paper2024'})")
+        conflicts.append(
+            f"--prosody-quantiles {' '.join(map(str, cfg.prosody_quantiles))} (fitted: "
+            f"{' '.join(map(str, fitted_quantiles)) or 'none, paper2024'})"
+        )
     if cfg.voice_reference is not None:
-        conflicts.append(f"--voice-reference {cfg.voice_reference} (the textualizer holds its reference)")
+        conflicts.append(
+            f"--voice-reference {cfg.voice_reference} (the textualizer holds its reference)"
+        )
     if cfg.template is not None and template_source(cfg.template)[1] != t.template_source:
         conflicts.append(f"--template {cfg.template} (fitted: {t.template_id})")
     if cfg.modalities is not None and _modality_letters(cfg.modalities) != t.modalities:
@@ -328,7 +332,9 @@ def fit_textualizer(
             clip_ids_sha256=clip_digest(clips),
             labelled_clips=sum(1 for c in clips.values() if c.label),
             voiced_units=len(voiced),
-            speaker_units={spk: voiced.count(spk) for spk in sorted(_described_speakers(reference))},
+            speaker_units={
+                spk: voiced.count(spk) for spk in sorted(_described_speakers(reference))
+            },
             source=source,
             fitted_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         ),
@@ -371,8 +377,11 @@ def with_new_speakers(textualizer: Textualizer, units: Sequence[UnitFeatures]) -
         return textualizer
     graded = dataclasses.replace(graded, baselines={**graded.baselines, **new})
     prosody = dataclasses.replace(textualizer.prosody, graded=graded)
-    log.info("%d new speaker(s) described against their own voice in this run: %s", len(new),
-             ", ".join(sorted(new)[:10]))
+    log.info(
+        "%d new speaker(s) described against their own voice in this run: %s",
+        len(new),
+        ", ".join(sorted(new)[:10]),
+    )
     return dataclasses.replace(textualizer, prosody=prosody)
 
 

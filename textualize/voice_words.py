@@ -70,7 +70,8 @@ GRADES = ("much ", "", "slightly ")  # levels 0-2; 4-6 mirror them; 3 is "as usu
 
 #: Thresholds of the words about change over the clip (a reference file may override them).
 DEFAULT_DYNAMICS = {
-    "pitch_trend_st": (1.5, 4.0),  # last third vs first third of voiced frames: rising/falling, sharply
+    # semitones, last third vs first third of voiced frames: rising/falling, then "sharply"
+    "pitch_trend_st": (1.5, 4.0),
     "loudness_trend": (0.5, 1.0),  # log2 loudness, last third vs first third of the speech
     "long_pause_sec": 0.5,  # an inner pause at least this long is "long"
 }
@@ -84,7 +85,8 @@ class GradedReference:
     cuts: dict[str, dict[str, tuple[float, ...]]]  # SPEAKER/REGISTER -> measure -> cut points
     registers: dict[str, dict[str, float]]  # "lower"/"higher" voice -> baseline value per field
     register_split_st: float  # median pitch (semitones from 27.5 Hz) between lower and higher
-    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # speaker -> field -> value
+    # speaker -> baseline value per field
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     dynamics: dict[str, object] = field(default_factory=lambda: dict(DEFAULT_DYNAMICS))
     source: str = "builtin"
 
@@ -92,11 +94,15 @@ class GradedReference:
         return {
             "source": self.source,
             "quantiles": list(self.quantiles),
-            "cuts": {kind: {m: list(c) for m, c in cuts.items()} for kind, cuts in self.cuts.items()},
+            "cuts": {
+                kind: {m: list(c) for m, c in cuts.items()} for kind, cuts in self.cuts.items()
+            },
             "registers": self.registers,
             "register_split_st": self.register_split_st,
             "baselines": {spk: dict(v) for spk, v in sorted(self.baselines.items())},
-            "dynamics": {k: list(v) if isinstance(v, tuple) else v for k, v in self.dynamics.items()},
+            "dynamics": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in self.dynamics.items()
+            },
         }
 
     @classmethod
@@ -108,7 +114,10 @@ class GradedReference:
                 str(kind): {str(m): tuple(float(x) for x in c) for m, c in cuts.items()}
                 for kind, cuts in data["cuts"].items()
             },
-            registers={str(r): {str(k): float(v) for k, v in b.items()} for r, b in data["registers"].items()},
+            registers={
+                str(r): {str(k): float(v) for k, v in b.items()}
+                for r, b in data["registers"].items()
+            },
             register_split_st=float(data["register_split_st"]),
             baselines={
                 str(spk): {str(k): float(v) for k, v in b.items()}
@@ -118,7 +127,9 @@ class GradedReference:
             source=str(data.get("source", "builtin")),
         )
 
-    def baseline_for(self, summary: Mapping, speaker: str | None) -> tuple[str, str, dict[str, float]]:
+    def baseline_for(
+        self, summary: Mapping, speaker: str | None
+    ) -> tuple[str, str, dict[str, float]]:
         """(kind, lead-in words, baseline values): the speaker's own, else the clip's register."""
         if speaker and speaker in self.baselines:
             return SPEAKER, "compared with the speaker's usual voice", self.baselines[speaker]
@@ -188,7 +199,9 @@ def fit_graded_reference(
     registers = {}
     for register, base in builtin.registers.items():
         own = [s for _, s in voiced if register_of(s, split) == register]
-        registers[register] = {**base, **median_baseline(own)} if len(own) >= MIN_CUT_CLIPS else dict(base)
+        registers[register] = (
+            {**base, **median_baseline(own)} if len(own) >= MIN_CUT_CLIPS else dict(base)
+        )
     partial = GradedReference(quantiles, {}, registers, split, baselines, builtin.dynamics, source)
     scores: dict[str, dict[str, list[float]]] = {SPEAKER: {}, REGISTER: {}}
     counts = {SPEAKER: 0, REGISTER: 0}
@@ -210,7 +223,9 @@ def fit_graded_reference(
     return GradedReference(quantiles, cuts, registers, split, baselines, builtin.dynamics, source)
 
 
-def _requantile(cuts: tuple[float, ...], have: tuple[float, ...], want: tuple[float, ...]) -> tuple[float, ...]:
+def _requantile(
+    cuts: tuple[float, ...], have: tuple[float, ...], want: tuple[float, ...]
+) -> tuple[float, ...]:
     """Cut points at other quantiles, interpolated between the ones a reference has."""
     if tuple(have) == tuple(want):
         return tuple(cuts)
@@ -238,12 +253,20 @@ def graded_phrase(level: int, words: tuple[str, str], levels: int = 7) -> str | 
     return GRADES[min(levels - 1 - level, len(GRADES) - 1)] + words[1]
 
 
-def voice_scores(summary: Mapping, reference: GradedReference, speaker: str | None) -> dict[str, float | None]:
+def voice_scores(
+    summary: Mapping, reference: GradedReference, speaker: str | None
+) -> dict[str, float | None]:
     """The numbers behind the words: differences from the baseline and changes over the clip."""
     _, _, baseline = reference.baseline_for(summary, speaker)
     out = measure_scores(summary, baseline)
-    for name in ("pitch_trend_st", "loudness_trend", "pitch_peak_pos", "loudness_peak_pos",
-                 "inner_pauses", "inner_pause_sec"):
+    for name in (
+        "pitch_trend_st",
+        "loudness_trend",
+        "pitch_peak_pos",
+        "loudness_peak_pos",
+        "inner_pauses",
+        "inner_pause_sec",
+    ):
         out[name] = summary.get(name)
     return out
 
@@ -305,11 +328,20 @@ def _change_words(summary: Mapping, dynamics: Mapping) -> list[str]:
     if trend is not None:
         some, much = dynamics["loudness_trend"]
         if trend <= -some:
-            words.append("trailing off at the end" if trend <= -much else "getting quieter toward the end")
+            words.append(
+                "trailing off at the end" if trend <= -much else "getting quieter toward the end"
+            )
         elif trend >= some:
             words.append(f"getting {'much ' if trend >= much else ''}louder toward the end")
     for name, what in (("pitch_peak_pos", "highest pitch"), ("loudness_peak_pos", "loudest")):
         where = summary.get(name)
         if where is not None:
-            words.append(f"{what} {'at the start' if where < 1 / 3 else 'in the middle' if where < 2 / 3 else 'at the end'}")
+            part = (
+                "at the start"
+                if where < 1 / 3
+                else "in the middle"
+                if where < 2 / 3
+                else "at the end"
+            )
+            words.append(f"{what} {part}")
     return words
