@@ -304,6 +304,20 @@ def prepare_run_folder(
     _write_json(run_dir / FINGERPRINT_FILE, fingerprint.to_dict())
 
 
+#: In a prompts/source path, stands for the fold: ``prompts/fold{fold}/prompts.parquet`` gives
+#: each fold its own prompts (rendered with a textualizer fitted on that fold's training clips).
+FOLD_FIELD = "{fold}"
+
+
+def per_fold_path(path: str, fold: int | None) -> str:
+    """``path`` with ``{fold}`` replaced by the fold (unchanged when it has none)."""
+    if FOLD_FIELD not in path:
+        return path
+    if fold is None:
+        raise ValueError(f"{path} holds {FOLD_FIELD}: it needs a splits file and a fold")
+    return path.replace(FOLD_FIELD, str(fold))
+
+
 def fold_seed_jobs(
     data: Any,
     output: Path,

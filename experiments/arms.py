@@ -95,6 +95,20 @@ def arm_variant(study: StudyConfig, arm: ArmSpec) -> str:
     return variant_name(arm_template(study, arm), arm.modalities)
 
 
+#: Prompts of one fold inside a variant folder: each fold is rendered with a textualizer fitted
+#: on that fold's training clips, so no held-out clip shapes the words of another.
+FOLD_FOLDER = "fold{fold}"
+
+
+def variant_dir(study: StudyConfig, variant: str) -> Path:
+    return study.study_dir / "prompts" / variant
+
+
+def fold_prompts(study: StudyConfig, variant: str, fold: int) -> Path:
+    """The ``cer textualize`` output folder of one fold of a prompt variant."""
+    return variant_dir(study, variant) / FOLD_FOLDER.format(fold=fold)
+
+
 def variants(
     study: StudyConfig, arms: tuple[ArmSpec, ...] | None = None
 ) -> dict[str, tuple[str, str]]:
@@ -128,7 +142,7 @@ def arm_config(study: StudyConfig, arm: ArmSpec, *, folds: tuple[int, ...] | Non
         "folds": list(folds if folds is not None else study.data.folds),
         "seeds": list(study.seeds),
     }
-    prompts_dir = study_dir / "prompts" / arm_variant(study, arm)
+    prompts_dir = variant_dir(study, arm_variant(study, arm)) / FOLD_FOLDER  # {fold} per run
     source = f"study {study.name}, arm {arm.name!r}"
     if arm.kind == "baseline":
         from featurebaseline.config import BaselineConfig
@@ -180,10 +194,16 @@ def arm_model(arm: ArmSpec, config: Any) -> str:
 def arm_coverage(study: StudyConfig, arm: ArmSpec) -> dict[str, ModalityCoverage]:
     """On how many clips of the arm's prompts each modality it uses was present, absent or
     missing (``evaluation.coverage``), read from the status columns of its prompt variant."""
+    import pandas as pd
+
     from evaluation.coverage import modality_coverage, read_statuses
 
-    rows = read_statuses(study.study_dir / "prompts" / arm_variant(study, arm))
-    return modality_coverage(rows, arm.modalities)
+    folders = sorted(variant_dir(study, arm_variant(study, arm)).glob("fold*"))
+    if not folders:
+        raise FileNotFoundError(f"no rendered prompts for arm {arm.name!r}")
+    rows = pd.concat([read_statuses(folder) for folder in folders], ignore_index=True)
+    key = "unit_id" if "unit_id" in rows else "clip_id"
+    return modality_coverage(rows.drop_duplicates(key), arm.modalities)
 
 
 def coverage_refusal(arm: ArmSpec, coverage: dict[str, ModalityCoverage]) -> str | None:

@@ -32,6 +32,7 @@ from experiments.arms import (
     arm_model,
     arm_variant,
     coverage_refusal,
+    fold_prompts,
     textualize_config,
     variants,
 )
@@ -126,22 +127,48 @@ def study_folds(study: StudyConfig) -> tuple[int, ...]:
     return study.data.folds or tuple(available)
 
 
-def _variant_key(study: StudyConfig, template: str, modalities: str) -> str:
+def _variant_key(study: StudyConfig, template: str, modalities: str, folds) -> str:
     cfg = to_mapping(textualize_config(study, template, modalities))
     content = {k: v for k, v in cfg.items() if k not in _NOT_CONTENT}
+    data = study.study_dir / "data"
     return digest(
-        {"config": content, "manifest": file_digest(study.study_dir / "data" / "manifest.parquet")}
+        {
+            "config": content,
+            "manifest": file_digest(data / "manifest.parquet"),
+            "splits": file_digest(data / "splits.parquet"),
+            "protocol": study.data.protocol,
+            "folds": list(folds),
+            "toolkit": toolkit_version(),
+        }
     )
 
 
-def render_variant(study: StudyConfig, name: str, template: str, modalities: str) -> None:
+def fold_manifest(study: StudyConfig, fold: int) -> Path:
+    """The manifest of one fold: its clips, with ``split`` set to their role in that fold, so
+    the textualizer of that fold is fitted on its training clips only."""
+    import pandas as pd
+
+    data = study.study_dir / "data"
+    splits = pd.read_parquet(data / "splits.parquet")
+    chosen = splits[(splits["protocol"] == study.data.protocol) & (splits["fold"] == fold)]
+    roles = dict(zip(chosen["clip_id"].astype(str), chosen["role"].astype(str)))
+    manifest = pd.read_parquet(data / "manifest.parquet")
+    manifest["split"] = manifest["clip_id"].astype(str).map(roles)
+    path = data / "folds" / f"{study.data.protocol}_fold{fold}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest[manifest["split"].notna()].reset_index(drop=True).to_parquet(path, index=False)
+    return path
+
+
+def render_variant(study: StudyConfig, name: str, template: str, modalities: str, folds) -> None:
+    """Render one prompt variant once per fold (extraction comes from the shared cache)."""
     from textualize.pipeline import format_summary, textualize
 
     cfg = textualize_config(study, template, modalities)
-    summary = textualize(
-        study.study_dir / "data" / "manifest.parquet", study.study_dir / "prompts" / name, cfg
-    )
-    log.info("prompts %s: %s", name, format_summary(summary).replace("\n", "; "))
+    for fold in folds:
+        out = fold_prompts(study, name, fold)
+        summary = textualize(fold_manifest(study, fold), out, cfg)
+        log.info("prompts %s/%s: %s", name, out.name, format_summary(summary).replace("\n", "; "))
 
 
 # ------------------------------------------------------------------ arms
@@ -165,14 +192,14 @@ def arm_finished(arm_dir: Path, key: str, runs: list[Path]) -> bool:
 
 
 def _arm_key(study: StudyConfig, arm: ArmSpec, config: Any, folds: tuple[int, ...]) -> str:
-    inputs = study.study_dir / "prompts" / arm_variant(study, arm) / "prompts.parquet"
+    inputs = [fold_prompts(study, arm_variant(study, arm), f) / "prompts.parquet" for f in folds]
     splits = study.study_dir / "data" / "splits.parquet"
     return digest(
         {
             "kind": arm.kind,
             "config": to_mapping(config),
             "folds": folds,
-            "prompts": file_digest(inputs) if inputs.is_file() else None,
+            "prompts": [file_digest(p) if p.is_file() else None for p in inputs],
             "splits": file_digest(splits),
             "model": model_identity(arm_model(arm, config)),
             "toolkit": toolkit_version(),
@@ -342,14 +369,14 @@ def run_study(
     folds = study_folds(study)
 
     for name, (template, modalities) in variants(study, selected).items():
-        prompts = study_dir / "prompts" / name / "prompts.parquet"
+        rendered = [fold_prompts(study, name, f) / "prompts.parquet" for f in folds]
         _stage(
             book,
             outcome,
             f"textualize:{name}",
-            _variant_key(study, template, modalities),
-            prompts.is_file,
-            lambda n=name, t=template, m=modalities: render_variant(study, n, t, m),
+            _variant_key(study, template, modalities, folds),
+            lambda r=rendered: all(p.is_file() for p in r),
+            lambda n=name, t=template, m=modalities: render_variant(study, n, t, m, folds),
             force,
         )
 

@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from cer.config import to_mapping
-from evaluation.runs import RunFingerprint, RunResult, fold_seed_jobs, run_fingerprint, train_jobs
+from evaluation.runs import (
+    FOLD_FIELD,
+    RunFingerprint,
+    RunResult,
+    fold_seed_jobs,
+    per_fold_path,
+    run_fingerprint,
+    train_jobs,
+)
 from featurebaseline.config import BaselineConfig
 from featurebaseline.encoders import resolve_model
 from featurebaseline.features import FeatureError, FeatureSet, assemble_features
@@ -121,20 +129,37 @@ def fold_features(features: FeatureSet, splits, protocol: str | None, fold: int)
     )
 
 
-def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> BaselineOutcome:
-    """Assemble features (unless given) and train every configured fold x seed."""
-
-    started = time.perf_counter()
-    features = features if features is not None else assemble_features(config)
-    feature_seconds = time.perf_counter() - started
+def labelled(features: FeatureSet) -> FeatureSet:
+    """The features, if every row has a gold label (training needs one per row)."""
     unlabelled = features.rows["label"].isna()
     if unlabelled.any():
         examples = ", ".join(features.rows.loc[unlabelled, "clip_id"].astype(str).head(3))
         raise FeatureError(
-            f"{int(unlabelled.sum())} of {len(features)} rows have no gold label (e.g. {examples});"
-            " training needs one per row: fill the label column (or --label-column), or apply a"
-            " trained run to unlabelled prompts with `cer baseline predict RUN SOURCE`"
+            f"{int(unlabelled.sum())} of {len(features)} rows have no gold label (e.g. "
+            f"{examples}); training needs one per row: fill the label column (or "
+            "--label-column), or apply a trained run to unlabelled prompts with "
+            "`cer baseline predict RUN SOURCE`"
         )
+    return features
+
+
+def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> BaselineOutcome:
+    """Assemble features (unless given) and train every configured fold x seed."""
+
+    started = time.perf_counter()
+    per_fold = features is None and FOLD_FIELD in config.source
+    if per_fold and not config.splits:
+        raise FeatureError(
+            f"source {config.source} holds {FOLD_FIELD}: give the splits file it belongs to"
+        )
+
+    def features_of(fold: int | None) -> FeatureSet:
+        return labelled(
+            assemble_features(replace(config, source=per_fold_path(config.source, fold)))
+        )
+
+    if not per_fold:
+        features = labelled(features) if features is not None else features_of(None)
     output = Path(config.output_dir)
     jobs = fold_seed_jobs(
         features,
@@ -142,8 +167,11 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
         splits=config.splits,
         folds=config.folds,
         seeds=config.seeds,
-        select_fold=lambda data, table, fold: fold_features(data, table, config.protocol, fold),
+        select_fold=lambda data, table, fold: fold_features(
+            features_of(fold) if per_fold else data, table, config.protocol, fold
+        ),
     )
+    feature_seconds = time.perf_counter() - started
     runs, aggregate = train_jobs(
         jobs,
         lambda run_dir, data, seed: train_one(config, data, run_dir, seed),

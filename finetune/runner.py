@@ -16,7 +16,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from evaluation.runs import RunFingerprint, RunResult, fold_seed_jobs, run_fingerprint, train_jobs
+from evaluation.runs import (
+    FOLD_FIELD,
+    RunFingerprint,
+    RunResult,
+    fold_seed_jobs,
+    per_fold_path,
+    run_fingerprint,
+    train_jobs,
+)
 from finetune.config import FinetuneConfig, flat_mapping
 from finetune.data import (
     PromptDataError,
@@ -47,9 +55,10 @@ def run_config(config: FinetuneConfig, run_dir: Path, seed: int, fold: int | Non
 
 def job_fingerprint(config: FinetuneConfig) -> RunFingerprint:
     """What one job trains on: the prompts and splits files' contents, its config, the model."""
+    fold = config.folds[0] if len(config.folds) == 1 else None
     return run_fingerprint(
         flat_mapping(config),
-        data={"prompts": config.prompts, "splits": config.splits},
+        data={"prompts": per_fold_path(config.prompts, fold), "splits": config.splits},
         models={"model": config.model},
     )
 
@@ -72,20 +81,28 @@ def run_finetune(config: FinetuneConfig) -> FinetuneOutcome:
     """Train and evaluate as configured; write every run folder and the aggregate."""
     if not config.prompts:
         raise PromptDataError("no prompts file given; set `prompts:` or pass --prompts FILE")
-    frame = check_prompts(
-        read_prompts(config.prompts),
-        text_column=config.text_column,
-        label_column=config.label_column,
-    )
+    per_fold = FOLD_FIELD in config.prompts
+    if per_fold and not config.splits:
+        raise PromptDataError(
+            f"prompts {config.prompts} holds {FOLD_FIELD}: give the splits file it belongs to"
+        )
+
+    def prompts_of(fold: int | None):
+        return check_prompts(
+            read_prompts(per_fold_path(config.prompts, fold)),
+            text_column=config.text_column,
+            label_column=config.label_column,
+        )
+
     output = Path(config.output_dir)
     jobs = fold_seed_jobs(
-        frame,
+        None if per_fold else prompts_of(None),
         output,
         splits=config.splits,
         folds=config.folds,
         seeds=config.seeds,
         select_fold=lambda data, table, fold: apply_splits(
-            data, table, protocol=config.protocol, fold=fold
+            prompts_of(fold) if per_fold else data, table, protocol=config.protocol, fold=fold
         ),
     )
     configs = {run_dir: run_config(config, run_dir, seed, fold) for run_dir, _, seed, fold in jobs}

@@ -89,13 +89,13 @@ def test_arm_configs_get_the_study_data_seeds_and_offline_weights(tmp_path, monk
     # relative paths are resolved against the current directory
     assert study.output_dir == str(tmp_path / "runs" / "tiny")
     assert study.data.source == str(tmp_path / "clips")
-    assert words.prompts == str(tmp_path / "runs/tiny/prompts/paper-T/prompts.parquet")
+    assert words.prompts == str(tmp_path / "runs/tiny/prompts/paper-T/fold{fold}/prompts.parquet")
     assert words.output_dir == str(tmp_path / "runs/tiny/arms/words")
     assert words.seeds == voice.seeds == (1, 2)
     assert words.splits == voice.splits == str(tmp_path / "runs/tiny/data/splits.parquet")
     assert Path(words.model, "config.json").is_file()  # bundled-minilm -> the package's folder
     assert words.training["num_train_epochs"] == 1
-    assert voice.source == str(tmp_path / "runs/tiny/prompts/paper-TVA")
+    assert voice.source == str(tmp_path / "runs/tiny/prompts/paper-TVA/fold{fold}")
     assert (voice.arm, voice.modalities, voice.epochs) == ("unimodal", "A", 2)
 
 
@@ -201,8 +201,8 @@ def test_an_arm_whose_face_was_never_extracted_is_refused_naming_the_study_key(t
         }
     )
     for variant in ("paper-T", "paper-TV", "paper-TVA"):
-        (study.study_dir / "prompts" / variant).mkdir(parents=True)
-        prompts.to_parquet(study.study_dir / "prompts" / variant / "prompts.parquet")
+        (study.study_dir / "prompts" / variant / "fold0").mkdir(parents=True)
+        prompts.to_parquet(study.study_dir / "prompts" / variant / "fold0" / "prompts.parquet")
 
     coverage = arm_coverage(study, study.arm("face"))
     assert (coverage["T"].present, coverage["V"].present, coverage["V"].missing) == (4, 1, 3)

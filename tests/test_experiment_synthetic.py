@@ -47,12 +47,16 @@ def study(tmp_path_factory):
 def test_the_study_folder_holds_data_prompts_arms_and_report(study):
     manifest = pd.read_parquet(study / "data" / "manifest.parquet")
     assert len(manifest) == 32 and manifest["path"].str.endswith(".mp4").all()
-    prompts = pd.read_parquet(study / "prompts" / "paper-TA" / "prompts.parquet")
+    prompts = pd.read_parquet(study / "prompts" / "paper-TA" / "fold0" / "prompts.parquet")
     assert prompts["prompt"].str.contains("Prosody characteristics:").all()
     # the extraction ran once into the shared cache; the face is recorded unavailable
     assert {p.name for p in (study / "prompts").iterdir()} == {"paper-T", "paper-TA", "paper-TVA"}
-    tva = pd.read_parquet(study / "prompts" / "paper-TVA" / "prompts.parquet")
+    tva = pd.read_parquet(study / "prompts" / "paper-TVA" / "fold0" / "prompts.parquet")
     assert tva["prompt"].str.contains("Visual: not available").all()
+    # each fold's words come from a textualizer fitted on that fold's training clips only
+    fitted = json.loads((study / "prompts" / "paper-TA" / "fold0" / "textualizer.json").read_text())
+    train = prompts.loc[prompts["split"] == "train", "clip_id"].nunique()
+    assert fitted["fitted_on"]["split"] == "train" and fitted["fitted_on"]["clips"] == train < 32
 
     info = json.loads((study / "arms" / "text_TA" / "arm.json").read_text())
     assert info["kind"] == "finetune" and info["family"] == "bert" and info["modalities"] == "TA"
@@ -112,7 +116,7 @@ def test_runs_and_report_state_on_how_many_clips_each_modality_was_present(study
     fusion = study / "arms" / "fusion_unimodal_A" / "fold0_seed0" / "summary.json"
     assert set(json.loads(fusion.read_text())["coverage"]["test"]) == {"A"}
     # the face was never looked for: every clip of the full-modality prompts says so
-    run = json.loads((study / "prompts" / "paper-TVA" / "run.json").read_text())
+    run = json.loads((study / "prompts" / "paper-TVA" / "fold0" / "run.json").read_text())
     assert run["summary"]["status_counts"]["face"]["unavailable"] == 32
 
     section = report_section(study, "Modality coverage")
