@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from textualize.face_words import FaceCourse, summarize_face_course
+from textualize.face_words import FaceCourse, coverage_word, summarize_face_course
 from textualize.records import (
     AU_COLUMNS,
     AU_NAMES,
@@ -105,14 +105,6 @@ def _intensity_word(value: float, scale: str) -> str:
     return "moderate" if value >= limits["moderate"] else "slight"
 
 
-def _coverage_word(coverage: float) -> str:
-    if coverage >= 0.8:
-        return "throughout"
-    if coverage >= 0.5:
-        return "most of the time"
-    return "at times" if coverage >= 0.25 else "briefly"
-
-
 def _au_label(au: str) -> str:
     return f"AU{int(au[2:])}"
 
@@ -125,12 +117,12 @@ def describe_action_units(summary: FaceSummary, max_units: int = 6) -> str:
         return "neutral face, no action unit clearly active"
     phrases = [
         f"{_intensity_word(a.intensity, summary.au_scale)} {AU_NAMES[a.au]} ({_au_label(a.au)}) "
-        f"{_coverage_word(a.coverage)}"
+        f"{coverage_word(a.coverage)}"
         for a in summary.active[:max_units]
     ]
     text = ", ".join(phrases)
     if summary.face_coverage < 0.5:
-        text = f"face visible only {_coverage_word(summary.face_coverage)}; {text}"
+        text = f"face visible only {coverage_word(summary.face_coverage)}; {text}"
     return text
 
 

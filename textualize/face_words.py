@@ -293,7 +293,7 @@ def describe_face_course(course: FaceCourse, max_units: int = MAX_UNITS) -> tupl
     phrases = [_au_phrase(a, course.au_scale) for a in course.aus[:max_units]]
     text = "; ".join(phrases) or "neutral face, no action unit present"
     if course.face_coverage < 0.5:
-        text = f"face visible only {_coverage_word(course.face_coverage)}; {text}"
+        text = f"face visible only {coverage_word(course.face_coverage)}; {text}"
     if course.people > 1:
         whose = {
             SPEAKER: "the speaker's face (mouth moving with the voice)",
@@ -312,7 +312,7 @@ def describe_face_course(course: FaceCourse, max_units: int = MAX_UNITS) -> tupl
 
 def _au_phrase(a: AUCourse, scale: str) -> str:
     name, label = AU_NAMES[a.au], f"AU{int(a.au[2:])}"
-    where = _coverage_word(a.coverage)
+    where = coverage_word(a.coverage)
     if scale != AU_SCALE_INTENSITY:
         certainty = "clearly" if a.level >= CLEAR_PROBABILITY else "possibly"
         text, peak = f"{name} ({label}) {certainty} present {where}", "peaks"
@@ -354,7 +354,8 @@ def _third(position: float) -> str:
     return "early" if position < 1 / 3 else "midway" if position < 2 / 3 else "near the end"
 
 
-def _coverage_word(coverage: float) -> str:
+def coverage_word(coverage: float) -> str:
+    """How much of a unit something lasts, in words (shared with the paper2024 face words)."""
     if coverage >= 0.8:
         return "throughout"
     if coverage >= 0.5:
