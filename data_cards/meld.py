@@ -3,6 +3,12 @@
 The facts (classes, CSV names and columns, folder names, official counts, known problems) come
 from the card ``meld.md``; this module only reads a release against them. Missing and
 undecodable clips are reported by name in ``failures.jsonl`` and left out; the rest continues.
+
+Text-only studies need no clips: with ``text_only`` (or when no clip folder exists at all) every
+utterance of the CSVs becomes a row, marked ``text_only`` with an empty ``path`` where its clip is
+absent, so ``cer textualize`` renders it from the gold transcript and the dialogue context alone;
+clips that are present are attached as usual. A row's ``context`` holds only earlier utterances
+of its dialogue, never the utterance itself or later ones.
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ class MeldOptions:
     )
     ascii_punctuation: bool = field(
         default=True, metadata={"help": "write curly quotes and ellipses as ASCII in gold_text"}
+    )
+    text_only: bool | None = field(
+        default=None,
+        metadata={
+            "help": "keep every utterance of the CSVs, marking those without a clip text_only "
+            "(empty path), for text-only studies with gold transcripts; clips present are "
+            "attached. Unset: text-only when no clip folder exists, else clips are required"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -93,8 +107,9 @@ def _shallowest(paths) -> Path | None:
 
 def locate_release(
     release_dir: Path, card: Card, options: MeldOptions
-) -> dict[str, tuple[Path, Path]]:
-    """For each split, the CSV and the clip folder, found anywhere under ``release_dir``."""
+) -> tuple[dict[str, tuple[Path, Path | None]], bool]:
+    """For each split, the CSV and the clip folder (None: none found), found anywhere under
+    ``release_dir``; and whether rows without a clip are kept as text-only rows."""
     if not release_dir.is_dir():
         raise ReleaseLayoutError(f"MELD release folder {release_dir} does not exist")
     overrides: dict[str, Path] = {}
@@ -103,7 +118,7 @@ def locate_release(
         if not sep:
             raise ReleaseLayoutError(f"--clips-dir takes SPLIT=FOLDER, got {item!r}")
         overrides[split.strip()] = Path(folder).expanduser()
-    layout = {}
+    layout: dict[str, tuple[Path, Path | None]] = {}
     split_facts = card.require("splits")
     for split in options.splits:
         if split not in split_facts:
@@ -116,17 +131,25 @@ def locate_release(
             raise ReleaseLayoutError(
                 f"{facts['csv']} not found under {release_dir}; unpack MELD.Raw.tar.gz there"
             )
+        if split in overrides and not overrides[split].is_dir():
+            raise ReleaseLayoutError(f"--clips-dir {split}={overrides[split]} is not a folder")
         clip_dir = overrides.get(split) or _shallowest(
             p for name in facts["clip_dirs"] for p in release_dir.rglob(name) if p.is_dir()
         )
-        if clip_dir is None or not clip_dir.is_dir():
-            raise ReleaseLayoutError(
-                f"no clip folder for MELD {split} under {release_dir} (looked for "
-                f"{', '.join(facts['clip_dirs'])}); unpack {split}.tar.gz from the release or pass "
-                f"--clips-dir {split}=FOLDER"
-            )
         layout[split] = (csv_path, clip_dir)
-    return layout
+    without = [split for split, (_, clip_dir) in layout.items() if clip_dir is None]
+    text_only = options.text_only
+    if text_only is None:  # the CSVs alone: a text-only study; some folders: clips are wanted
+        text_only = len(without) == len(layout)
+    if without and not text_only:
+        split = without[0]
+        raise ReleaseLayoutError(
+            f"no clip folder for MELD {split} under {release_dir} (looked for "
+            f"{', '.join(split_facts[split]['clip_dirs'])}); unpack {split}.tar.gz from the "
+            f"release or pass --clips-dir {split}=FOLDER (or --text-only to keep the utterances "
+            "without clips as text-only rows)"
+        )
+    return layout, text_only
 
 
 def _context(previous: list[tuple[str, str]], turns: int) -> str | None:
@@ -141,7 +164,7 @@ def prepare_meld(
     """Check a MELD release and write manifest, splits, failures and report into ``output_dir``."""
     card = load_card(DATASET)
     release_dir, output_dir = Path(release_dir).resolve(), Path(output_dir)
-    layout = locate_release(release_dir, card, options)
+    layout, text_only = locate_release(release_dir, card, options)
     output_dir.mkdir(parents=True, exist_ok=True)
     cache = ProbeCache(output_dir / CHECKS_FILE)
     known = {p["clip"]: p for p in card.get("known_problems", [])}
@@ -157,7 +180,7 @@ def prepare_meld(
         frame = read_meld_csv(csv_path, card, ascii_punctuation=options.ascii_punctuation)
         frame = frame.sort_values(["Dialogue_ID", "Utterance_ID"], kind="stable")
         annotated_names = set()
-        kept = 0
+        kept = text_rows = 0
         previous: dict[int, list[tuple[str, str]]] = {}
         for record in frame.to_dict("records"):
             dialogue, utterance = record["Dialogue_ID"], record["Utterance_ID"]
@@ -167,7 +190,8 @@ def prepare_meld(
             history = previous.setdefault(dialogue, [])
             context = _context(history, options.context_turns)
             history.append((record["Speaker"], record["Utterance"]))
-            path = clip_dir / name
+            path = clip_dir / name if clip_dir else None
+            where = str(path) if path else None
             problem = known.get(clip_id)
             note = f" (known problem: {problem['note']}; {problem['source']})" if problem else ""
             if record["Emotion"] not in classes or record["Sentiment"] not in sentiments:
@@ -178,26 +202,27 @@ def prepare_meld(
                         f"{csv_path.name} Sr No. "
                         f"{record['Sr No.']}: emotion {record['Emotion']!r} / sentiment "
                         f"{record['Sentiment']!r} not in the card's classes",
-                        str(path),
+                        where,
                     )
-                )
-                continue
-            if not path.is_file():
-                failures.append(
-                    Failure(clip_id, "missing", f"clip {name} not in {clip_dir}{note}", str(path))
-                )
-                continue
-            probe = cache.probe(path)
-            if not probe.ok:
-                failures.append(
-                    Failure(clip_id, "undecodable", f"{name}: {probe.reason}{note}", str(path))
                 )
                 continue
             start = parse_episode_time(record["StartTime"])
             end = parse_episode_time(record["EndTime"])
             issue = problem["note"] if problem else None
+            probe, lack = None, None  # lack: (failure reason, message) of an absent clip
+            if path is not None and path.is_file():
+                probe = cache.probe(path)
+                if not probe.ok:
+                    lack, probe = ("undecodable", f"{name}: {probe.reason}"), None
+            elif path is not None:
+                lack = ("missing", f"clip {name} not in {clip_dir}")
+            if probe is None and not text_only:
+                failures.append(Failure(clip_id, lack[0], f"{lack[1]}{note}", where))
+                continue
+            if lack:  # a text-only row where a clip was expected: say why it has none
+                issue = f"{issue}; {lack[1]}" if issue else lack[1]
             span = max(end - start, 0.0)
-            if probe.duration and probe.duration > ratio * span and probe.duration - span > excess:
+            if probe and probe.duration > ratio * span and probe.duration - span > excess:
                 flag = (
                     f"clip is {probe.duration:.1f} s for a {span:.1f} s utterance: probably mis-cut"
                 )
@@ -205,7 +230,7 @@ def prepare_meld(
             rows.append(
                 {
                     "clip_id": clip_id,
-                    "path": str(path),
+                    "path": str(path) if probe else "",  # "": a text-only row
                     "start": None,
                     "end": None,
                     "label": record["Emotion"],
@@ -222,8 +247,9 @@ def prepare_meld(
                     "episode": record["Episode"],
                     "episode_start": start,
                     "episode_end": end,
-                    "clip_duration": probe.duration,
-                    "has_audio": probe.has_audio,
+                    "clip_duration": probe.duration if probe else None,
+                    "has_audio": bool(probe and probe.has_audio),
+                    "text_only": probe is None,
                     "issue": issue,
                 }
             )
@@ -231,16 +257,20 @@ def prepare_meld(
                 {"clip_id": clip_id, "protocol": "official", "fold": 0, "role": roles[split]}
             )
             kept += 1
-        on_disk = {p.name for p in clip_dir.glob("*.mp4") if not p.name.startswith("._")}
+            text_rows += probe is None
+        on_disk = set()
+        if clip_dir is not None:
+            on_disk = {p.name for p in clip_dir.glob("*.mp4") if not p.name.startswith("._")}
         unannotated = sorted(on_disk - annotated_names)
         expected = int(card.require(f"splits.{split}.utterances"))
         per_split[split] = {
             "csv": str(csv_path),
-            "clip_dir": str(clip_dir),
+            "clip_dir": str(clip_dir) if clip_dir else None,
             "utterances": len(frame),
             "official_utterances": expected,
             "matches_official_count": len(frame) == expected,
-            "clips": kept,
+            "clips": kept - text_rows,
+            "text_only_rows": text_rows,
             "text_repaired": int(frame["text_was_damaged"].sum()),
             "unannotated_clips": len(unannotated),
             "unannotated_examples": unannotated[:20],
@@ -249,6 +279,8 @@ def prepare_meld(
         "release_dir": str(release_dir),
         "card": str(card.path),
         "options": dataclasses.asdict(options),
+        "text_only": text_only,  # rows without a clip kept (marked text_only), not left out
+        "text_only_rows": sum(1 for r in rows if r["text_only"]),
         "splits": per_split,
         "flagged_clips": sum(1 for r in rows if r["issue"]),
         "work": {"clips_checked": cache.checked, "checks_reused": cache.reused},

@@ -2,11 +2,13 @@
 
 A folder gives one clip per regular file, whatever it is: a file that is not media still gets a
 row with its reason, so a user sees every file they gave. A manifest (Parquet, CSV or JSONL, as
-written by ``cer data prepare``) carries labels, splits, spans and gold transcripts. A labels CSV
-adds those columns, each row naming its clip by clip id, relative path (with or without suffix),
-file name or stem. How rows met clips is checked before any work: a row that could mean several
-clips, or a file that matches nothing, is an error; clips left without a row are a warning (an
-error with ``--strict``).
+written by ``cer data prepare``) carries labels, splits, spans and gold transcripts; a row with
+an empty path (or ``text_only`` true) is a text-only clip, rendered from its gold transcript and
+dialogue context with no extractor run and no media read. A labels CSV adds those columns, each
+row naming its clip by clip id, relative path (with or without suffix), file name or stem. How
+rows met clips is checked before any work: a row that could mean several clips, or a file that
+matches nothing, is an error; clips left without a row are a warning (an error with
+``--strict``).
 """
 
 from __future__ import annotations
@@ -51,10 +53,19 @@ def _value(value):
     return value
 
 
+def is_text_only(clip: Clip) -> bool:
+    """A clip without media (its path is empty): rendered from its gold text and context only."""
+    return not clip.path
+
+
 def _clip_from_row(row: dict, base: Path) -> Clip:
-    path = Path(str(row["path"]))
     values = {k: _value(row.get(k)) for k in CLIP_FIELDS if k in row}
-    values["path"] = str(path if path.is_absolute() else base / path)
+    marked = str(_value(row.get("text_only"))).strip().lower() in ("true", "1")
+    if values.get("path") is None or marked:
+        values["path"] = ""  # a text-only row (e.g. `cer data prepare meld --text-only`)
+    else:
+        path = Path(str(values["path"]))
+        values["path"] = str(path if path.is_absolute() else base / path)
     values["clip_id"] = str(values["clip_id"])
     for key in ("start", "end"):
         if values.get(key) is not None:

@@ -39,7 +39,7 @@ from textualize.extract import (
     plan_extraction,
     read_cached,
 )
-from textualize.inputs import discover_clips
+from textualize.inputs import discover_clips, is_text_only
 from textualize.prompts import PromptRenderer
 from textualize.records import (
     ABSENT,
@@ -50,6 +50,7 @@ from textualize.records import (
     OK,
     UNAVAILABLE,
     Clip,
+    ModalityStatus,
 )
 from textualize.render import is_gap, unit_row
 from textualize.textualizer import FILE_NAME as TEXTUALIZER_FILE
@@ -65,6 +66,8 @@ from textualize.units import UnitFeatures, make_units
 
 log = logging.getLogger(__name__)
 
+#: Why a text-only clip (a manifest row without media) has no face, voice or Whisper words.
+TEXT_ONLY_REASON = "text-only row: no clip"
 #: Every status a modality can have, in the order run.json lists their counts.
 STATUSES = (OK, ABSENT, NO_STREAM, UNAVAILABLE, DISABLED, FAILED)
 PACKAGES = (
@@ -92,6 +95,7 @@ class RunSummary:
     modality_failures: int  # (clip, modality) pairs that failed
     gaps: int  # (clip, modality) pairs missing for any reason (for --strict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    text_only: int = 0  # clips without media, rendered from their gold text and context
     # modality -> clips per status, every status named (zeros too); reasons in failures.jsonl
     status_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     wall_seconds: float = 0.0
@@ -125,12 +129,16 @@ def extract_units(
     """Units of every clip, in completion order, computed by the engine ``cfg.engine`` names.
 
     Clips whose every stage is already cached are read here, in the main process: a re-run (or
-    a re-render) starts no worker and no Ray, and loads no model.
+    a re-render) starts no worker and no Ray, and loads no model. Text-only clips (no media)
+    never reach an extractor.
     """
-    todo = clips
-    if not cfg.force:
-        cache, todo = StageCache(cfg.cache_dir), []
-        for clip in clips:
+    for clip in clips:
+        if is_text_only(clip):
+            yield [text_only_unit(clip)]
+    todo = [clip for clip in clips if not is_text_only(clip)]
+    if todo and not cfg.force:
+        cache, media, todo = StageCache(cfg.cache_dir), todo, []
+        for clip in media:
             desc = read_cached(clip, cfg, plan, cache)
             if desc.uncached:
                 todo.append(clip)
@@ -143,6 +151,12 @@ def extract_units(
     else:
         compute_units = compute_units_local
     yield from compute_units(todo, cfg, plan)
+
+
+def text_only_unit(clip: Clip) -> UnitFeatures:
+    """The one unit of a clip without media: no video and no audio stream, said as such."""
+    status = {m: ModalityStatus(NO_STREAM, TEXT_ONLY_REASON) for m in MODALITIES}
+    return UnitFeatures(clip, clip.clip_id, clip.start or 0.0, clip.end or 0.0, status)
 
 
 def compute_units_local(
@@ -215,7 +229,12 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     clips = discover_clips(source, cfg.labels, strict=cfg.strict)
-    plan = plan_extraction(cfg)
+    if all(is_text_only(clip) for clip in clips):  # nothing to extract: no model is checked
+        plan = ExtractionPlan(
+            "off", ModalityStatus(NO_STREAM, TEXT_ONLY_REASON), False, False, False
+        )
+    else:
+        plan = plan_extraction(cfg)
     if cfg.engine == "ray":
         from textualize.ray_engine import require_ray
 
@@ -266,7 +285,12 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
         clips=len(clips),
         units=len(units),
         computed=sum(1 for u, todo in zip(first_units, computed_stages) if todo and not u.error),
-        cached=sum(1 for u, todo in zip(first_units, computed_stages) if not todo and not u.error),
+        cached=sum(
+            1
+            for u, todo in zip(first_units, computed_stages)
+            if not todo and not u.error and not is_text_only(u.clip)
+        ),
+        text_only=sum(1 for u in first_units if is_text_only(u.clip)),
         failed=sum(1 for u in first_units if u.error),
         modality_failures=sum(
             1 for u in first_units if not u.error for s in u.status.values() if s.status == FAILED
@@ -326,7 +350,8 @@ def format_summary(summary: RunSummary) -> str:
         (
             f"{summary.clips} clips -> {summary.units} prompts in {summary.wall_seconds:.1f}s "
             f"({summary.computed} computed, {summary.cached} from cache, {summary.failed} unreadable, "
-            f"{summary.modality_failures} modality failures)"
+            f"{summary.modality_failures} modality failures"
+            + (f", {summary.text_only} text-only)" if summary.text_only else ")")
         ),
     ]
     if summary.stage_seconds:

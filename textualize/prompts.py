@@ -1,15 +1,20 @@
 """Render unit descriptions into prompts with sandboxed Jinja2 templates.
 
 Built-in templates: ``paper`` (the format of Richet et al. 2024) and ``instruction`` (for chat /
-instruct models). A path to a ``.j2`` file works too. The modality subset is a render-time choice:
-any of T (transcript), V (visual) and A (audio); nothing is re-extracted to change it.
+instruct models), and their dialogue variants ``dialogue`` and ``instruction_dialogue``, which
+put the previous turns of the conversation before the same lines (and nothing more when a clip
+has no context). A path to a ``.j2`` file works too. The modality subset is a render-time
+choice: any of T (transcript), V (visual) and A (audio); nothing is re-extracted to change it.
 
 Template variables: ``modalities`` (set of letters), ``labels`` (label names, may be empty; they
 come from the fitted textualizer, textualize/textualizer.py, not from the clips being rendered),
-``clip`` (clip_id, speaker, context, start, end), and ``transcript``, ``visual``, ``audio``, each
-with ``present`` (bool), ``missing`` (why it is absent, e.g. "no face visible") and text fields:
-``transcript.text``; ``visual.action_units``, ``visual.emotions``; ``audio.prosody``,
-``audio.emotion``.
+``clip`` (clip_id, speaker, context, start, end), ``context`` (the previous turns of the dialogue,
+oldest first, each with ``speaker``, ``text`` and ``line`` = "Speaker: text"; empty for a
+dialogue's first turn or data without dialogues; how many is set when the data is prepared, e.g.
+``cer data prepare meld --context-turns 5``, and ``context[-2:]`` keeps fewer), and
+``transcript``, ``visual``, ``audio``, each with ``present`` (bool), ``missing`` (why it is
+absent, e.g. "no face visible") and text fields: ``transcript.text``; ``visual.action_units``,
+``visual.emotions``; ``audio.prosody``, ``audio.emotion``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-BUILTIN_TEMPLATES = ("paper", "instruction")
+BUILTIN_TEMPLATES = ("paper", "instruction", "dialogue", "instruction_dialogue")
 VALID_MODALITIES = frozenset("TVA")
 
 
@@ -42,6 +47,28 @@ class ModalityText:
     emotions: str = ""
     prosody: str = ""
     emotion: str = ""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier utterance of the dialogue."""
+
+    speaker: str
+    text: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.speaker}: {self.text}" if self.speaker else self.text
+
+
+def dialogue_turns(context: str | None) -> tuple[Turn, ...]:
+    """The previous turns from a clip's ``context`` ("Speaker: text" lines, oldest first)."""
+    turns = []
+    for line in (context or "").splitlines():
+        if line.strip():
+            speaker, sep, text = line.partition(": ")
+            turns.append(Turn(speaker.strip(), text.strip()) if sep else Turn("", line.strip()))
+    return tuple(turns)
 
 
 def parse_modalities(spec: str) -> frozenset[str]:
@@ -114,6 +141,7 @@ class PromptRenderer:
                 modalities=self.modalities,
                 labels=self.labels,
                 clip=clip,
+                context=dialogue_turns(clip.get("context")),
                 transcript=transcript,
                 visual=visual,
                 audio=audio,
