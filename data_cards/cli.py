@@ -107,8 +107,10 @@ def add_parser(subparsers) -> None:
 def _summary(prepared) -> str:
     by_reason = prepared.report.get("failures_by_reason", {})
     reasons = ", ".join(f"{n} {r}" for r, n in by_reason.items())
+    text_only = prepared.report.get("text_only_rows", 0)
     lines = [
-        f"{prepared.name}: {prepared.n_clips} clips prepared in {prepared.output_dir}",
+        f"{prepared.name}: {prepared.n_clips} clips prepared in {prepared.output_dir}"
+        + (f" ({text_only} text-only: no clip, gold text and context only)" if text_only else ""),
         f"failures: {prepared.n_failures}"
         + (f" ({reasons}); see {prepared.failures_path}" if reasons else ""),
         f"protocols in {prepared.splits_path.name}: {', '.join(prepared.protocols) or 'none'}",

@@ -220,7 +220,8 @@ def prepare_meld(
                 failures.append(Failure(clip_id, lack[0], f"{lack[1]}{note}", where))
                 continue
             if lack:  # a text-only row where a clip was expected: say why it has none
-                issue = f"{issue}; {lack[1]}" if issue else lack[1]
+                why = f"text-only row: {lack[1]}"
+                issue = f"{issue}; {why}" if issue else why
             span = max(end - start, 0.0)
             if probe and probe.duration > ratio * span and probe.duration - span > excess:
                 flag = (

@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -203,3 +204,86 @@ def test_official_csvs_with_a_partial_clip_folder(tmp_path, clip_template):
     assert all(
         prepared.report["splits"][s]["matches_official_count"] for s in ("train", "dev", "test")
     )
+
+
+def test_prepare_from_the_csvs_alone_gives_text_only_rows(tmp_path):
+    """No clip folder anywhere: every utterance is kept for a text-only study, marked as such."""
+    root = tmp_path / "csvs"
+    t = "00:00:01,000"
+    write_csv(root / "train_sent_emo.csv", [
+        [1, "Oh my God, he\x92s lost it.", "Phoebe", "sadness", "negative", 0, 0, 4, 7, t, t],
+        [2, "What?", "Monica", "surprise", "negative", 0, 1, 4, 7, t, t],
+    ])  # fmt: skip
+    write_csv(
+        root / "dev_sent_emo.csv", [[1, "Hey.", "Joey", "neutral", "neutral", 3, 0, 2, 3, t, t]]
+    )
+    write_csv(
+        root / "test_sent_emo.csv", [[1, "Hi.", "Rachel", "joy", "positive", 0, 0, 1, 1, t, t]]
+    )
+
+    prepared = prepare_meld(root, tmp_path / "out")  # no --text-only needed: no clip folders
+
+    manifest = prepared.manifest().set_index("clip_id")
+    assert prepared.n_clips == 4 and prepared.n_failures == 0
+    assert manifest["text_only"].all() and set(manifest["path"]) == {""}
+    second = manifest.loc["train/dia0_utt1"]
+    assert second["gold_text"] == "What?" and second["speaker"] == "Monica"
+    assert second["context"] == "Phoebe: Oh my God, he's lost it."
+    assert not second["has_audio"] and pd.isna(second["clip_duration"])
+    assert prepared.report["text_only"] is True and prepared.report["text_only_rows"] == 4
+    assert prepared.report["splits"]["dev"]["clip_dir"] is None
+    roles = dict(zip(prepared.splits()["clip_id"], prepared.splits()["role"]))
+    assert roles == {"train/dia0_utt0": "train", "train/dia0_utt1": "train",
+                     "dev/dia3_utt0": "val", "test/dia0_utt0": "test"}  # fmt: skip
+
+    with pytest.raises(ReleaseLayoutError, match="--text-only"):  # clips demanded, none there
+        prepare_meld(root, tmp_path / "strict", MeldOptions(text_only=False))
+
+
+def test_text_only_keeps_utterances_without_a_clip_and_attaches_the_clips_present(
+    release, tmp_path
+):
+    prepared = prepare_meld(release, tmp_path / "out", MeldOptions(text_only=True))
+
+    manifest = prepared.manifest().set_index("clip_id")
+    assert prepared.n_failures == 0 and prepared.n_clips == 8  # every utterance of the CSVs
+    with_clip = manifest.loc["train/dia0_utt0"]
+    assert not with_clip["text_only"] and Path(with_clip["path"]).is_file()
+    missing = manifest.loc["dev/dia110_utt7"]  # the release's missing clip
+    assert (
+        missing["text_only"] and missing["path"] == "" and missing["gold_text"] == "I'm not here."
+    )
+    assert "dia110_utt7.mp4 not in" in missing["issue"]
+    broken = manifest.loc["test/dia0_utt1"]  # undecodable: kept as text, and said why
+    assert broken["text_only"] and broken["issue"].startswith("text-only row: dia0_utt1.mp4")
+    assert prepared.report["splits"]["test"] == {**prepared.report["splits"]["test"],
+                                                 "clips": 1, "text_only_rows": 1}  # fmt: skip
+
+
+def test_prepare_command_takes_text_only(tmp_path):
+    root = tmp_path / "csvs"
+    t = "00:00:01,000"
+    for name in ("train", "dev", "test"):
+        write_csv(
+            root / f"{name}_sent_emo.csv", [[1, "Hi.", "Ross", "joy", "positive", 0, 0, 1, 1, t, t]]
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "cer", "data", "prepare", "meld", str(root), str(tmp_path / "out"),
+         "--text-only",
+         "--context-turns", "3"],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "3 clips prepared" in result.stdout and "3 text-only" in result.stdout
+
+
+@pytest.mark.skipif(
+    not SHARED_MELD.is_dir(), reason=f"official MELD CSVs not present at {SHARED_MELD}"
+)
+def test_official_csvs_alone_give_every_utterance_as_a_text_only_row(tmp_path):
+    prepared = prepare_meld(SHARED_MELD, tmp_path / "out")
+    assert prepared.n_clips == 9989 + 1109 + 2610 and prepared.n_failures == 0
+    manifest = prepared.manifest().set_index("clip_id")
+    assert manifest["text_only"].all()
+    row = manifest.loc["dev/dia0_utt1"]
+    assert row["context"] == "Phoebe: Oh my God, he's lost it. He's totally lost it."

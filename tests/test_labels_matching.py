@@ -122,3 +122,11 @@ def test_cli_stops_with_exit_2_before_any_work(actors, tmp_path, capsys):
     assert main([*common, "--labels", str(partial), "--strict"]) == 2
     assert "no row for 2 of 3 clips" in capsys.readouterr().err
     assert not (out / "prompts.parquet").exists()
+
+
+def test_manifest_clips_match_by_id_or_path_relative_to_the_manifest(tmp_path):
+    make_folder(tmp_path, "media/d1_u2.wav")
+    (tmp_path / "manifest.csv").write_text("clip_id,path\nd1_u1,\nd1_u2,media/d1_u2.wav\n")
+    labels = labels_csv(tmp_path / "l.csv", "file,label\nd1_u1,joy\nmedia/d1_u2.wav,anger\n")
+    clips = discover_clips(tmp_path / "manifest.csv", labels)
+    assert labels_of(clips) == {"d1_u1": "joy", "d1_u2": "anger"}  # d1_u1 is text-only

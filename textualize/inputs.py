@@ -121,6 +121,8 @@ def _key(value) -> str | None:
 def _clip_keys(clip: Clip, base: Path) -> tuple[set[str], ...]:
     """What a labels row may call a clip, most specific first: its id; its path (relative to the
     input folder, or as given); that path without suffix; its file name; its stem."""
+    if is_text_only(clip):
+        return ({clip.clip_id}, set(), set(), set(), set())
     path = Path(clip.path)
     try:
         relative = path.relative_to(base)
@@ -137,7 +139,7 @@ def _clip_keys(clip: Clip, base: Path) -> tuple[set[str], ...]:
 
 @dataclass(frozen=True)
 class LabelsMatch:
-    """How the rows of a labels file met the clips. Keys are shown as written in the file."""
+    """How the rows of a labels file met the clips (keys trimmed, with forward slashes)."""
 
     labels_path: str
     clips: int
@@ -149,7 +151,9 @@ class LabelsMatch:
     contested_clips: tuple[tuple[str, tuple[str, ...]], ...]  # clip id -> keys of its rows
 
 
-def match_labels(clips: list[Clip], keys: list[str | None], base: Path, labels_path: str):
+def match_labels(
+    clips: list[Clip], keys: list[str | None], base: Path, labels_path: str
+) -> LabelsMatch:
     """Pair labels rows with clips; a key that fits several clips at its most specific level,
     or a clip that several rows fit, is kept apart instead of being guessed."""
     levels: list[dict[str, list[int]]] = [{} for _ in range(5)]
