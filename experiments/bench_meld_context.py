@@ -1,11 +1,14 @@
 """MELD text-only, utterance only against with dialogue context: MiniLM-L6 + LoRA, official splits.
 
-    python -m experiments.bench_meld_context [--context-turns 5] [--epochs 3] [--work DIR]
+    OMP_NUM_THREADS=1 python -m experiments.bench_meld_context [--context-turns 3] [--epochs 3]
+
+(one thread: on this 2-core machine shared with other jobs, torch's two threads took 15 min for
+half an epoch of the utterance arm; one thread took 4 min for a whole epoch.)
 
 The toolkit's own user path, on the official CSVs alone (``../shared/data/meld`` from the project
 root, or ``--meld DIR``):
 
-1. ``cer data prepare meld MELD OUT --text-only --context-turns K``: one text-only row per utterance;
+1. ``cer data prepare meld MELD OUT --text-only --context-turns K``: a text-only row per utterance;
 2. ``cer textualize OUT/manifest.parquet P --modalities T --transcript-source gold`` twice, with
    ``--template paper`` (the utterance only) and ``--template dialogue`` (the previous K turns as
    "Speaker: utterance" lines, then the same line); nothing is extracted, only rendered;
@@ -74,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meld", default=str(MELD_DIR), help="folder with the MELD CSVs")
     parser.add_argument("--work", default="/tmp/cer_meld_context", help="scratch folder")
-    parser.add_argument("--context-turns", type=int, default=5)
+    parser.add_argument("--context-turns", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset")

@@ -287,3 +287,30 @@ def test_official_csvs_alone_give_every_utterance_as_a_text_only_row(tmp_path):
     assert manifest["text_only"].all()
     row = manifest.loc["dev/dia0_utt1"]
     assert row["context"] == "Phoebe: Oh my God, he's lost it. He's totally lost it."
+
+
+def test_a_manifest_of_clips_and_text_only_rows_textualizes_both(release, tmp_path):
+    from textualize.config import TextualizeConfig
+    from textualize.pipeline import textualize
+
+    prepared = prepare_meld(release, tmp_path / "out", MeldOptions(text_only=True))
+    cfg = TextualizeConfig(
+        cache_dir=str(tmp_path / "cache"),
+        face="off",
+        transcript=False,
+        template="dialogue",
+        modalities="TA",
+        transcript_source="gold",
+        workers=1,
+        progress=False,
+    )
+    summary = textualize(prepared.manifest_path, tmp_path / "prompts", cfg)
+
+    assert summary.text_only == 2 and summary.failed == 0  # dev/dia110_utt7, test/dia0_utt1
+    rows = pd.read_parquet(tmp_path / "prompts" / "prompts.parquet").set_index("clip_id")
+    assert rows.loc["train/dia0_utt2", "prosody_status"] == "ok"  # its clip was analysed
+    assert rows.loc["dev/dia110_utt7", "prosody_status"] == "no_stream"
+    assert rows.loc["dev/dia110_utt7", "prompt"] == (
+        "Previous turns:\nJoey: Yeah, right. Sure!\nCurrent turn (Joey):\n"
+        "Transcription: I'm not here.\nProsody characteristics: no audio."
+    )
