@@ -133,3 +133,44 @@ def aggregate_runs(runs: list[dict[str, Any]], keys=("accuracy", "macro_f1", "we
                 "values": [float(v) for v in values],
             }
     return summary
+
+
+def has_label(values: pd.Series) -> pd.Series:
+    """Which rows have a gold label: not null and not blank (textualize leaves "" or None)."""
+    return values.notna() & (values.astype(str).str.strip() != "")
+
+
+@dataclass(frozen=True)
+class PredictionOutcome:
+    """Predictions of a trained run on new rows; metrics only where every gold label is known."""
+
+    predictions: pd.DataFrame  # the columns of a run's predictions.parquet
+    metrics: dict[str, Any] | None
+    note: str  # which rows the metrics cover, or why there are none
+
+
+def score_if_labelled(
+    predictions: pd.DataFrame, labels: tuple[str, ...], source: str
+) -> tuple[dict[str, Any] | None, str]:
+    """Metrics of predictions against their ``gold`` column, and a note saying what they cover.
+
+    There are no metrics unless every row has a gold label among the run's ``labels``: scores
+    over part of the rows, or with classes the model cannot predict, would not be the scores of
+    ``source``. A blank gold label counts as none.
+    """
+    gold = predictions["gold"]
+    known = has_label(gold)
+    missing = int((~known).sum())
+    unknown = sorted(set(gold[known].astype(str)) - set(labels))
+    if missing == len(gold):
+        return None, f"{source} has no gold labels: predictions only, no metrics"
+    if missing:
+        return None, (
+            f"{missing} of {len(gold)} rows have no gold label: no metrics (score the labelled "
+            "rows on their own to get them)"
+        )
+    if unknown:
+        return None, (
+            f"gold label(s) {unknown} are not among the run's labels {list(labels)}: no metrics"
+        )
+    return evaluate_predictions(predictions, labels), f"metrics over {len(gold)} labelled rows"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cer.config import to_mapping
+from evaluation.metrics import PredictionOutcome
 from evaluation.runs import (
     FOLD_FIELD,
     RunFingerprint,
@@ -34,15 +35,6 @@ class BaselineOutcome:
     runs: tuple[RunResult, ...]
     aggregate: dict[str, Any] | None
     feature_seconds: float
-
-
-@dataclass(frozen=True)
-class PredictionOutcome:
-    """Predictions of a trained run on another source; metrics only where every gold is known."""
-
-    predictions: Any  # pandas.DataFrame, the columns of a run's predictions.parquet
-    metrics: dict[str, Any] | None
-    note: str  # why there are no metrics, or which rows they cover
 
 
 def run_config(config: BaselineConfig, run_dir: Path, seed: int) -> BaselineConfig:
@@ -193,9 +185,9 @@ def predict_source(run_dir: str | Path, source: str, output: str | Path) -> Pred
     when every row has a gold label the model knows, by the rule of ``cer finetune predict``.
     """
     from cer.config import from_mapping, load_yaml
+    from evaluation.metrics import score_if_labelled
     from evaluation.runs import prediction_frame
     from featurebaseline.train import load_model, predict_probabilities, to_tensors
-    from finetune.predict import score_if_labelled
 
     run_dir = Path(run_dir)
     saved = from_mapping(BaselineConfig, load_yaml(run_dir / "config.yaml"), source=str(run_dir))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evaluation.metrics import has_label
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -90,11 +92,6 @@ def check_prompts(
     if "split" in frame.columns:
         frame["split"] = frame["split"].astype(str).str.lower().replace(_SPLIT_ALIASES)
     return frame.reset_index(drop=True)
-
-
-def has_label(values: pd.Series) -> pd.Series:
-    """Which rows have a gold label: not null and not blank (textualize leaves "" or None)."""
-    return values.notna() & (values.astype(str).str.strip() != "")
 
 
 def label_set(frame: pd.DataFrame, label_column: str = "label") -> tuple[str, ...]:

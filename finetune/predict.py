@@ -8,52 +8,15 @@ only when every row has a gold label the run knows, and the outcome says why the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
-from evaluation.metrics import evaluate_predictions
+from evaluation.metrics import PredictionOutcome, has_label, score_if_labelled
 from evaluation.runs import prediction_frame
-from finetune.data import check_prompts, has_label, read_prompts, tokenize_texts
-
-
-@dataclass(frozen=True)
-class PredictionOutcome:
-    """Predictions of a trained run on new rows; metrics only where every gold label is known."""
-
-    predictions: pd.DataFrame  # the columns of a run's predictions.parquet
-    metrics: dict[str, Any] | None
-    note: str  # which rows the metrics cover, or why there are none
-
-
-def score_if_labelled(
-    predictions: pd.DataFrame, labels: tuple[str, ...], source: str
-) -> tuple[dict[str, Any] | None, str]:
-    """Metrics of predictions against their ``gold`` column, and a note saying what they cover.
-
-    There are no metrics unless every row has a gold label among the run's ``labels``: scores
-    over part of the rows, or with classes the model cannot predict, would not be the scores of
-    ``source``. A blank gold label counts as none.
-    """
-    gold = predictions["gold"]
-    known = has_label(gold)
-    missing = int((~known).sum())
-    unknown = sorted(set(gold[known].astype(str)) - set(labels))
-    if missing == len(gold):
-        return None, f"{source} has no gold labels: predictions only, no metrics"
-    if missing:
-        return None, (
-            f"{missing} of {len(gold)} rows have no gold label: no metrics (score the labelled "
-            "rows on their own to get them)"
-        )
-    if unknown:
-        return None, (
-            f"gold label(s) {unknown} are not among the run's labels {list(labels)}: no metrics"
-        )
-    return evaluate_predictions(predictions, labels), f"metrics over {len(gold)} labelled rows"
+from finetune.data import check_prompts, read_prompts, tokenize_texts
 
 
 def read_run(run_dir: str | Path) -> tuple[Any, tuple[str, ...]]:

@@ -41,7 +41,10 @@ class TextualizeConfig:
     labels: str | None = field(
         default=None,
         metadata=_help(
-            "CSV with clip_id (or file) and label/split/speaker/gold_text/start/end columns, for folder input"
+            "CSV with clip_id (or file) and label/split/speaker/gold_text/start/end columns; a row "
+            "names its clip by clip id, path relative to the input folder (with or without "
+            "suffix), file name or stem; a labels file matching no clip is an error, clips "
+            "left without a row are a warning (an error with --strict)"
         ),
     )
     # --- media
