@@ -46,22 +46,74 @@ def make_clips(folder: Path, count: int) -> float:
     total = 0.0
     for i in range(count):
         wav = folder / f"s{i}.wav"
-        sh("espeak-ng", "-s", str(130 + 10 * (i % 5)), "-p", str(20 + 10 * (i % 6)), "-w", str(wav),
-           SENTENCES[i % len(SENTENCES)])
+        sh(
+            "espeak-ng",
+            "-s",
+            str(130 + 10 * (i % 5)),
+            "-p",
+            str(20 + 10 * (i % 6)),
+            "-w",
+            str(wav),
+            SENTENCES[i % len(SENTENCES)],
+        )
         total += sf.info(str(wav)).duration
-        sh("ffmpeg", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-i", str(wav), "-shortest",
-           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-           str(folder / f"clip_{i:03d}.mp4"))
+        sh(
+            "ffmpeg",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-i",
+            str(wav),
+            "-shortest",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(folder / f"clip_{i:03d}.mp4"),
+        )
         wav.unlink()
     return total
 
 
 def make_long_video(path: Path, minutes: float) -> None:
     speech = path.with_suffix(".wav")
-    sh("espeak-ng", "-s", "150", "-w", str(speech), " ".join(SENTENCES) + " And then there was a long pause.")
-    sh("ffmpeg", "-y", "-f", "lavfi", "-i", f"testsrc=size=320x240:rate=25:duration={minutes * 60}",
-       "-stream_loop", "-1", "-i", str(speech), "-t", str(minutes * 60), "-c:v", "libx264", "-preset",
-       "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path))
+    sh(
+        "espeak-ng",
+        "-s",
+        "150",
+        "-w",
+        str(speech),
+        " ".join(SENTENCES) + " And then there was a long pause.",
+    )
+    sh(
+        "ffmpeg",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size=320x240:rate=25:duration={minutes * 60}",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(speech),
+        "-t",
+        str(minutes * 60),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(path),
+    )
     speech.unlink()
 
 
@@ -69,8 +121,14 @@ def run_cli(args: list[str]) -> tuple[float, float, str]:
     """Run `cer textualize ...`; return (wall seconds, peak RSS of the process tree in MB, stderr)."""
     cmd = [sys.executable, "-m", "cer", "textualize", *args, "--progress", "false"]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     peak = 0.0
     stderr_chunks: list[str] = []
     reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()))
@@ -86,7 +144,9 @@ def run_cli(args: list[str]) -> tuple[float, float, str]:
     reader.join()
     wall = time.perf_counter() - started
     if proc.returncode not in (0, 1):
-        raise RuntimeError(f"cer textualize failed ({proc.returncode}): {''.join(stderr_chunks)[-2000:]}")
+        raise RuntimeError(
+            f"cer textualize failed ({proc.returncode}): {''.join(stderr_chunks)[-2000:]}"
+        )
     return wall, peak, "".join(stderr_chunks)
 
 
@@ -94,15 +154,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--long-minutes", type=float, default=30.0)
-    parser.add_argument("--out", default=str(REPO / "experiments" / "results" / "bench_textualize.json"))
+    parser.add_argument(
+        "--out", default=str(REPO / "experiments" / "results" / "bench_textualize.json")
+    )
     args = parser.parse_args()
     from textualize.speech import bundled_whisper_model
 
     model = bundled_whisper_model()
     work = Path(tempfile.mkdtemp(prefix="cer-bench-"))
     common = ["--whisper-model", model, "--language", "en", "--face", "off"]
-    result: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0],
-                                "load_average_at_start": os.getloadavg()}}
+    result: dict = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "load_average_at_start": os.getloadavg(),
+        }
+    }
     if args.clips:
         result.update(bench_clips(work, args.clips, common))
     if args.long_minutes > 0:
@@ -116,8 +183,17 @@ def bench_clips(work: Path, count: int, common: list[str]) -> dict:
     audio_seconds = make_clips(work / "clips", count)
 
     def timed(workers: int, cache: str, out: str) -> dict:
-        wall, peak, _ = run_cli([str(work / "clips"), str(work / out), "--cache-dir", str(work / cache),
-                                   "--workers", str(workers), *common])
+        wall, peak, _ = run_cli(
+            [
+                str(work / "clips"),
+                str(work / out),
+                "--cache-dir",
+                str(work / cache),
+                "--workers",
+                str(workers),
+                *common,
+            ]
+        )
         run = json.loads((work / out / "run.json").read_text())
         return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak), "summary": run["summary"]}
 
@@ -147,10 +223,22 @@ def bench_long(work: Path, long_minutes: float, common: list[str]) -> dict:
     for minutes in sorted({min(3.0, long_minutes), long_minutes}):
         path = work / f"long_{minutes:g}min.mp4"
         make_long_video(path, minutes)
-        wall, peak, _ = run_cli([str(path), str(work / f"long{minutes:g}"), "--cache-dir",
-                                 str(work / f"cache-long{minutes:g}"), "--workers", "1", *common])
-        long_results[f"{minutes:g}_min"] = {"wall_s": round(wall, 1), "peak_rss_mb": round(peak),
-                                             "real_time_factor": round(wall / (minutes * 60), 3)}
+        wall, peak, _ = run_cli(
+            [
+                str(path),
+                str(work / f"long{minutes:g}"),
+                "--cache-dir",
+                str(work / f"cache-long{minutes:g}"),
+                "--workers",
+                "1",
+                *common,
+            ]
+        )
+        long_results[f"{minutes:g}_min"] = {
+            "wall_s": round(wall, 1),
+            "peak_rss_mb": round(peak),
+            "real_time_factor": round(wall / (minutes * 60), 3),
+        }
     return long_results
 
 

@@ -36,7 +36,22 @@ def speak(tmp_path_factory):
         raw, out = folder / f"{name}.raw.wav", folder / f"{name}.wav"
         if not out.exists():
             subprocess.run(["espeak-ng", *flags, "-w", str(raw), text], check=True)
-            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(raw), "-ar", "16000", "-ac", "1", str(out)], check=True)
+            subprocess.run(
+                [
+                    "ffmpeg",
+                    "-v",
+                    "error",
+                    "-y",
+                    "-i",
+                    str(raw),
+                    "-ar",
+                    "16000",
+                    "-ac",
+                    "1",
+                    str(out),
+                ],
+                check=True,
+            )
         return out
 
     return make

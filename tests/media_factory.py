@@ -10,7 +10,9 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
 
 
-def video(path: Path, seconds: float = 2.0, audio: Path | str | None = "tone", size: str = "160x120") -> Path:
+def video(
+    path: Path, seconds: float = 2.0, audio: Path | str | None = "tone", size: str = "160x120"
+) -> Path:
     """A test-pattern video; audio: "tone", "silence", None (no audio stream) or a WAV to mux in."""
     inputs = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate=10:duration={seconds}"]
     if audio == "tone":

@@ -35,10 +35,14 @@ def test_help_works_for_every_command(command, capsys):
 
 
 def test_help_is_instant_and_imports_no_model_library():
-    code = "import sys; from cer.cli import main\ntry:\n main(['textualize', '--help'])\nexcept SystemExit: pass\n" \
-           "heavy = [m for m in ('torch', 'transformers', 'feat', 'faster_whisper', 'opensmile') if m in sys.modules]\n" \
-           "print('HEAVY', heavy)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    code = (
+        "import sys; from cer.cli import main\ntry:\n main(['textualize', '--help'])\nexcept SystemExit: pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'feat', 'faster_whisper', 'opensmile') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    ).stdout
     assert "HEAVY []" in out
 
 
@@ -46,16 +50,43 @@ def test_textualize_flags_document_every_option(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["textualize", "--help"])
     text = capsys.readouterr().out
-    for flag in ("--whisper-model", "--face", "--template", "--modalities", "--window", "--force", "--strict",
-                 "--workers", "--face-tables", "--prosody-reference"):
+    for flag in (
+        "--whisper-model",
+        "--face",
+        "--template",
+        "--modalities",
+        "--window",
+        "--force",
+        "--strict",
+        "--workers",
+        "--face-tables",
+        "--prosody-reference",
+    ):
         assert flag in text
 
 
 def test_unknown_config_key_is_an_error(tmp_path):
     (tmp_path / "c.yaml").write_text("templat: paper\n")
-    result = subprocess.run([sys.executable, "-m", "cer", "textualize", "in", "out", "--config", str(tmp_path / "c.yaml")],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and "unknown option(s)" in result.stderr and "templat" in result.stderr
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cer",
+            "textualize",
+            "in",
+            "out",
+            "--config",
+            str(tmp_path / "c.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        result.returncode == 2
+        and "unknown option(s)" in result.stderr
+        and "templat" in result.stderr
+    )
 
 
 def test_every_shipped_textualize_config_loads_and_names_its_command():

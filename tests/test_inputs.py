@@ -31,11 +31,25 @@ def test_labels_csv_matches_by_file_name(tmp_path):
 
 
 def test_manifest_paths_are_relative_to_the_manifest(tmp_path):
-    pd.DataFrame({"clip_id": ["d1_u2"], "path": ["clips/d1_u2.mp4"], "label": ["anger"], "split": ["test"],
-                  "gold_text": ["Oh my God!"], "start": [None], "end": [None]}).to_parquet(tmp_path / "m.parquet")
+    pd.DataFrame(
+        {
+            "clip_id": ["d1_u2"],
+            "path": ["clips/d1_u2.mp4"],
+            "label": ["anger"],
+            "split": ["test"],
+            "gold_text": ["Oh my God!"],
+            "start": [None],
+            "end": [None],
+        }
+    ).to_parquet(tmp_path / "m.parquet")
     (clip,) = discover_clips(tmp_path / "m.parquet")
     assert clip.path == str(tmp_path / "clips" / "d1_u2.mp4")
-    assert (clip.label, clip.split, clip.gold_text, clip.start) == ("anger", "test", "Oh my God!", None)
+    assert (clip.label, clip.split, clip.gold_text, clip.start) == (
+        "anger",
+        "test",
+        "Oh my God!",
+        None,
+    )
 
 
 def test_bad_inputs_say_what_is_wrong(tmp_path):

@@ -51,7 +51,10 @@ def test_video_without_audio_stream(tmp_path):
     [
         (lambda p: p.write_text("just some notes"), "not a readable media file"),
         (lambda p: p.write_bytes(b""), "empty file"),
-        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)), "not a readable media file"),
+        (
+            lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)),
+            "not a readable media file",
+        ),
     ],
     ids=["text", "zero-bytes", "random-bytes"],
 )

@@ -27,8 +27,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture()
 def cfg(tmp_path, whisper_tiny):
-    return TextualizeConfig(cache_dir=str(tmp_path / "cache"), whisper_model=whisper_tiny, workers=1,
-                            progress=False, language="en")
+    return TextualizeConfig(
+        cache_dir=str(tmp_path / "cache"),
+        whisper_model=whisper_tiny,
+        workers=1,
+        progress=False,
+        language="en",
+    )
 
 
 def rows_by_id(output: Path) -> dict[str, dict]:
@@ -46,8 +51,14 @@ def test_example_clips_offline_give_audio_and_transcript_text(tmp_path, cfg, cap
         assert row["prosody_status"] == "ok" and "pitch" in row["audio_text"]
         assert "Prosody characteristics:" in row["prompt"]
     # No face weights here: said once, and the visual modality is marked unavailable on video rows.
-    assert rows["happy news"]["face_status"] == "unavailable" and "face model" in rows["happy news"]["face_reason"]
-    assert rows["voicemail"]["face_status"] == "no_stream" and "Visual: no video." in rows["voicemail"]["prompt"]
+    assert (
+        rows["happy news"]["face_status"] == "unavailable"
+        and "face model" in rows["happy news"]["face_reason"]
+    )
+    assert (
+        rows["voicemail"]["face_status"] == "no_stream"
+        and "Visual: no video." in rows["voicemail"]["prompt"]
+    )
     assert sum("Face modality unavailable" in r.message for r in caplog.records) == 1
 
 
@@ -55,9 +66,13 @@ def test_outputs_load_with_pandas_and_datasets(tmp_path, cfg):
     textualize(EXAMPLES / "voicemail.wav", tmp_path / "out", cfg)
     from datasets import load_dataset
 
-    data = load_dataset("parquet", data_files=str(tmp_path / "out" / "prompts.parquet"), split="train")
+    data = load_dataset(
+        "parquet", data_files=str(tmp_path / "out" / "prompts.parquet"), split="train"
+    )
     assert data[0]["clip_id"] == "voicemail" and data[0]["prompt"]
-    jsonl = [json.loads(line) for line in (tmp_path / "out" / "prompts.jsonl").read_text().splitlines()]
+    jsonl = [
+        json.loads(line) for line in (tmp_path / "out" / "prompts.jsonl").read_text().splitlines()
+    ]
     assert jsonl[0]["prompt"] == data[0]["prompt"]
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["config"]["whisper_model"] == cfg.whisper_model and "opensmile" in run["versions"]
@@ -70,12 +85,16 @@ def test_outputs_load_with_pandas_and_datasets(tmp_path, cfg):
 @pytest.fixture(scope="module")
 def bad_folder(tmp_path_factory, speak) -> Path:
     folder = tmp_path_factory.mktemp("bad")
-    words = speak("Thank you very much for coming to the meeting today.", "meeting", "-v", "en", "-s", "120")
+    words = speak(
+        "Thank you very much for coming to the meeting today.", "meeting", "-v", "en", "-s", "120"
+    )
     video(folder / "speech and tone ü 😀.mp4", seconds=6.0, audio=words)
     video(folder / "mute video.mp4", seconds=1.5, audio=None)
     video(folder / "silent track.mp4", seconds=1.5, audio="silence")
     shutil.copy(words, folder / "audio only.wav")
-    truncated(video(tmp_path_factory.mktemp("src") / "t.mp4", seconds=3.0), folder / "truncated.mp4")
+    truncated(
+        video(tmp_path_factory.mktemp("src") / "t.mp4", seconds=3.0), folder / "truncated.mp4"
+    )
     (folder / "corrupt.mp4").write_bytes(os.urandom(4000))
     (folder / "zero.mp4").write_bytes(b"")
     (folder / "readme.txt").write_text("not a video")
@@ -89,16 +108,30 @@ def test_every_bad_input_gets_a_row_with_a_clear_reason(tmp_path, cfg, bad_folde
     assert summary.exit_code(strict=False) == 1
     good = rows["speech and tone ü 😀"]
     assert "meeting" in good["transcript"].lower() and good["error"] == ""
-    assert rows["mute video"]["transcript_status"] == "no_stream" and "no audio" in rows["mute video"]["prompt"]
+    assert (
+        rows["mute video"]["transcript_status"] == "no_stream"
+        and "no audio" in rows["mute video"]["prompt"]
+    )
     silent = rows["silent track"]
     assert (silent["prosody_status"], silent["transcript_status"]) == ("absent", "absent")
     assert "silence" in silent["audio_text"] and "Transcription: no speech." in silent["prompt"]
-    assert rows["audio only"]["face_status"] == "no_stream" and "thank you" in rows["audio only"]["transcript"].lower()
+    assert (
+        rows["audio only"]["face_status"] == "no_stream"
+        and "thank you" in rows["audio only"]["transcript"].lower()
+    )
     assert "empty file" in rows["zero"]["error"]
     for name in ("truncated", "corrupt", "readme"):
         assert rows[name]["error"] and rows[name]["prompt"] == "", name
-    failures = [json.loads(x) for x in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
-    assert {f["clip_id"] for f in failures} >= {"zero", "corrupt", "readme", "truncated", "silent track"}
+    failures = [
+        json.loads(x) for x in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()
+    ]
+    assert {f["clip_id"] for f in failures} >= {
+        "zero",
+        "corrupt",
+        "readme",
+        "truncated",
+        "silent track",
+    }
 
 
 def test_strict_turns_modality_gaps_into_failure(tmp_path, cfg):
@@ -111,12 +144,18 @@ def test_rerender_reads_only_the_cache(tmp_path, cfg):
     assert first.computed == 3
     from dataclasses import replace
 
-    again = textualize(EXAMPLES, tmp_path / "b", replace(cfg, template="instruction", modalities="TA",
-                                                         window=1.0, hop=0.5))
+    again = textualize(
+        EXAMPLES,
+        tmp_path / "b",
+        replace(cfg, template="instruction", modalities="TA", window=1.0, hop=0.5),
+    )
     assert again.computed == 0 and again.cached == 3
     rows = pd.read_parquet(tmp_path / "b" / "prompts.parquet")
     n = rows["clip_id"].value_counts()["voicemail"]
-    assert n == len(window_spans(sf.info(str(EXAMPLES / "voicemail.wav")).duration, 1.0, 0.5)) and n >= 6
+    assert (
+        n == len(window_spans(sf.info(str(EXAMPLES / "voicemail.wav")).duration, 1.0, 0.5))
+        and n >= 6
+    )
     assert rows["prompt"].str.contains("What they say").all()
     assert (rows["end"] - rows["start"] <= 1.0 + 1e-6).all()
     forced = textualize(EXAMPLES, tmp_path / "c", replace(cfg, force=True))
@@ -134,9 +173,23 @@ def test_explicit_face_request_fails_fast_without_weights(tmp_path, cfg):
 
 def test_missing_whisper_model_is_one_clear_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "cer", "textualize", str(EXAMPLES), str(tmp_path / "out"),
-         "--whisper-model", str(tmp_path / "no-such-model"), "--cache-dir", str(tmp_path / "c")],
-        check=False, capture_output=True, text=True, timeout=60, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "cer",
+            "textualize",
+            str(EXAMPLES),
+            str(tmp_path / "out"),
+            "--whisper-model",
+            str(tmp_path / "no-such-model"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 2
     assert "--whisper-model" in result.stderr and "Traceback" not in result.stderr
@@ -147,8 +200,12 @@ def test_face_tables_give_visual_descriptions(tmp_path, cfg, feat_data):
 
     tables = tmp_path / "tables"
     tables.mkdir()
-    shutil.copy(feat_data / "Feat_Test.csv", tables / "happy news.csv")  # a real py-feat result: smiling
-    shutil.copy(feat_data / "OpenFace_Test.csv", tables / "empty_room.csv")  # a real OpenFace table: neutral
+    shutil.copy(
+        feat_data / "Feat_Test.csv", tables / "happy news.csv"
+    )  # a real py-feat result: smiling
+    shutil.copy(
+        feat_data / "OpenFace_Test.csv", tables / "empty_room.csv"
+    )  # a real OpenFace table: neutral
     textualize(EXAMPLES, tmp_path / "out", replace(cfg, face_tables=str(tables)))
     rows = rows_by_id(tmp_path / "out")
     happy, calm = rows["happy news"], rows["empty_room"]
@@ -162,7 +219,9 @@ def test_two_workers_give_the_same_rows_as_one(tmp_path, cfg):
     from dataclasses import replace
 
     textualize(EXAMPLES, tmp_path / "one", cfg)
-    textualize(EXAMPLES, tmp_path / "two", replace(cfg, workers=2, cache_dir=str(tmp_path / "cache2")))
+    textualize(
+        EXAMPLES, tmp_path / "two", replace(cfg, workers=2, cache_dir=str(tmp_path / "cache2"))
+    )
     one = pd.read_parquet(tmp_path / "one" / "prompts.parquet")
     two = pd.read_parquet(tmp_path / "two" / "prompts.parquet")
     pd.testing.assert_frame_equal(one, two)
@@ -177,8 +236,24 @@ def test_killed_run_resumes_and_finishes_identically(tmp_path, whisper_tiny, bad
         with open(folder / f"v{i}.wav", "ab") as handle:
             handle.write(bytes(2 * (i + 1)))
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "cer", "textualize", str(folder), str(tmp_path / "out"), "--cache-dir", str(cache),
-           "--whisper-model", whisper_tiny, "--workers", "1", "--progress", "false", "--language", "en"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cer",
+        "textualize",
+        str(folder),
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(cache),
+        "--whisper-model",
+        whisper_tiny,
+        "--workers",
+        "1",
+        "--progress",
+        "false",
+        "--language",
+        "en",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and len(list((cache / "transcript").rglob("*.json"))) < 2:
@@ -188,11 +263,25 @@ def test_killed_run_resumes_and_finishes_identically(tmp_path, whisper_tiny, bad
     done_before = len(list((cache / "transcript").rglob("*.json")))
     assert 2 <= done_before < 6, "the kill should land mid-run"
     assert not (tmp_path / "out" / "prompts.parquet").exists()
-    resumed = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{6 - done_before} computed" in resumed.stderr or f"{done_before} from cache" in resumed.stderr
-    fresh = textualize(folder, tmp_path / "fresh", TextualizeConfig(
-        cache_dir=str(tmp_path / "cache-fresh"), whisper_model=whisper_tiny, workers=1, progress=False, language="en"))
+    assert (
+        f"{6 - done_before} computed" in resumed.stderr
+        or f"{done_before} from cache" in resumed.stderr
+    )
+    fresh = textualize(
+        folder,
+        tmp_path / "fresh",
+        TextualizeConfig(
+            cache_dir=str(tmp_path / "cache-fresh"),
+            whisper_model=whisper_tiny,
+            workers=1,
+            progress=False,
+            language="en",
+        ),
+    )
     assert fresh.computed == 6
     a = pd.read_parquet(tmp_path / "out" / "prompts.parquet").drop(columns=["source_path"])
     b = pd.read_parquet(tmp_path / "fresh" / "prompts.parquet").drop(columns=["source_path"])

@@ -7,14 +7,19 @@ import pytest
 from textualize.prompts import ModalityText, PromptRenderer, TemplateError
 
 SAYS = ModalityText(True, text="we won the game")
-SMILES = ModalityText(True, action_units="strong lip corner puller (AU12) throughout", emotions="happiness (strong)")
+SMILES = ModalityText(
+    True, action_units="strong lip corner puller (AU12) throughout", emotions="happiness (strong)"
+)
 LOUD = ModalityText(True, prosody="high pitch; loud; fast speech", emotion="joy (0.80)")
 CLIP = {"clip_id": "c1", "speaker": None, "context": None, "start": 0.0, "end": 2.0}
 
 
-def render(template="paper", modalities="TVA", labels=(), transcript=SAYS, visual=SMILES, audio=LOUD):
+def render(
+    template="paper", modalities="TVA", labels=(), transcript=SAYS, visual=SMILES, audio=LOUD
+):
     return PromptRenderer(template, modalities, labels).render(
-        transcript=transcript, visual=visual, audio=audio, clip=CLIP)
+        transcript=transcript, visual=visual, audio=audio, clip=CLIP
+    )
 
 
 def test_paper_template_has_the_four_parts_of_the_reference_format():
@@ -33,8 +38,10 @@ def test_modality_subset_leaves_out_the_others():
 
 
 def test_missing_modalities_are_said_distinctly():
-    text = render(visual=ModalityText(False, missing="no face visible"),
-                  transcript=ModalityText(False, missing="no speech"))
+    text = render(
+        visual=ModalityText(False, missing="no face visible"),
+        transcript=ModalityText(False, missing="no speech"),
+    )
     assert "Visual: no face visible." in text and "Transcription: no speech." in text
 
 

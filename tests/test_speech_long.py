@@ -13,7 +13,7 @@ def test_cuts_land_in_the_quiet_gap():
     sr = 16_000
     rng = np.random.default_rng(0)
     audio = rng.normal(0, 0.1, 25 * sr).astype(np.float32)
-    audio[int(9.5 * sr): int(10.5 * sr)] = 0  # the only quiet second, near the 10-s target
+    audio[int(9.5 * sr) : int(10.5 * sr)] = 0  # the only quiet second, near the 10-s target
     cuts = quiet_cuts(audio, chunk_sec=10.0)
     assert cuts[0] == 0 and cuts[-1] == len(audio) and len(cuts) == 3
     assert 9.5 * sr <= cuts[1] < 10.5 * sr
@@ -21,8 +21,12 @@ def test_cuts_land_in_the_quiet_gap():
 
 @pytest.mark.slow
 def test_chunked_transcript_keeps_words_and_absolute_times(speak, whisper_tiny):
-    first = decode_audio(speak("Thank you very much for coming to the meeting today.", "m1", "-v", "en", "-s", "120"))
-    second = decode_audio(speak("Please call me back when you get this message.", "m2", "-v", "en", "-s", "120"))
+    first = decode_audio(
+        speak("Thank you very much for coming to the meeting today.", "m1", "-v", "en", "-s", "120")
+    )
+    second = decode_audio(
+        speak("Please call me back when you get this message.", "m2", "-v", "en", "-s", "120")
+    )
     gap = np.zeros(16_000, np.float32)
     audio = np.concatenate([first, gap, second])
     model = load_transcriber(SpeechConfig(model=whisper_tiny, language="en"))

@@ -17,11 +17,18 @@ from typing import Any
 from textualize.media import content_hash
 
 
-def stage_key(stage: str, clip_hash: str, span: tuple[float | None, float | None], config: Any,
-              version: str) -> str:
+def stage_key(
+    stage: str, clip_hash: str, span: tuple[float | None, float | None], config: Any, version: str
+) -> str:
     """Stable key of one stage's result for one clip span."""
     payload = json.dumps(
-        {"stage": stage, "hash": clip_hash, "span": list(span), "config": config, "version": version},
+        {
+            "stage": stage,
+            "hash": clip_hash,
+            "span": list(span),
+            "config": config,
+            "version": version,
+        },
         sort_keys=True,
         default=str,
     )

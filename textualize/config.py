@@ -118,8 +118,9 @@ class TextualizeConfig:
     template: str | None = field(
         default=None,
         metadata=_help(
-            "Prompt template: paper, instruction, or a .j2 file path (default: paper, or the "
-            "--reference textualizer's)"
+            "Prompt template: paper, instruction, dialogue / instruction_dialogue (the same after "
+            "the previous turns of a conversation, e.g. MELD's context), or a .j2 file path "
+            "(default: paper, or the --reference textualizer's)"
         ),
     )
     modalities: str | None = field(

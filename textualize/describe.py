@@ -132,7 +132,9 @@ def describe_visual_emotions(summary: FaceSummary, max_emotions: int = 2) -> str
         return "no face visible"
     ranked = sorted(summary.emotions.items(), key=lambda kv: kv[1], reverse=True)
     kept = [(e, p) for e, p in ranked[:max_emotions] if p >= EMOTION_MIN]
-    words = [f"{e} ({'strong' if p >= 0.6 else 'moderate' if p >= 0.35 else 'weak'})" for e, p in kept]
+    words = [
+        f"{e} ({'strong' if p >= 0.6 else 'moderate' if p >= 0.35 else 'weak'})" for e, p in kept
+    ]
     return ", ".join(words)
 
 
@@ -241,7 +243,9 @@ def build_prosody_reference(
     if mode not in ("builtin", "dataset", "speaker"):
         raise ValueError(f"prosody reference must be builtin, dataset or speaker, not {mode!r}")
     if describer not in DESCRIBERS:
-        raise ValueError(f"prosody describer must be one of {', '.join(DESCRIBERS)}, not {describer!r}")
+        raise ValueError(
+            f"prosody describer must be one of {', '.join(DESCRIBERS)}, not {describer!r}"
+        )
     summaries = list(summaries)
     voiced = [(spk, s) for spk, s in summaries if not s.get("silent")]
     if describer == "graded":
@@ -255,7 +259,9 @@ def build_prosody_reference(
         for spk, s in voiced:
             if spk:
                 groups.setdefault(spk, []).append(s)
-        by_speaker = {spk: _stats(rows) for spk, rows in groups.items() if len(rows) >= MIN_REFERENCE_CLIPS}
+        by_speaker = {
+            spk: _stats(rows) for spk, rows in groups.items() if len(rows) >= MIN_REFERENCE_CLIPS
+        }
     return ProsodyReference(overall, by_speaker, source=mode)
 
 
@@ -281,7 +287,9 @@ def builtin_graded_reference() -> GradedReference:
     return GradedReference.from_dict(BUILTIN_VOICE_REFERENCE)
 
 
-def _z(summary: Mapping[str, float | None], name: str, stats: dict[str, tuple[float, float]]) -> float | None:
+def _z(
+    summary: Mapping[str, float | None], name: str, stats: dict[str, tuple[float, float]]
+) -> float | None:
     value = summary.get(name)
     if value is None or not math.isfinite(value):
         return None
@@ -313,11 +321,20 @@ def describe_prosody(
     if pitch:
         parts.append(", ".join(w for w in (pitch, spread) if w) + " pitch")
     loud = _level(_z(summary, "loudness_mean", stats), "quiet", "moderately loud", "loud")
-    tempo = _level(_z(summary, "speaking_rate", stats), "slow speech", "moderate tempo", "fast speech")
+    tempo = _level(
+        _z(summary, "speaking_rate", stats), "slow speech", "moderate tempo", "fast speech"
+    )
     pauses = _level(_z(summary, "pause_ratio", stats), "few pauses", "some pauses", "many pauses")
     parts += [w for w in (loud, tempo, pauses) if w]
     hnr = _z(summary, "hnr_db", stats)
-    unsteady = max((z for z in (_z(summary, "jitter", stats), _z(summary, "shimmer_db", stats)) if z is not None), default=None)
+    unsteady = max(
+        (
+            z
+            for z in (_z(summary, "jitter", stats), _z(summary, "shimmer_db", stats))
+            if z is not None
+        ),
+        default=None,
+    )
     if hnr is not None and hnr <= -HIGH_Z:
         parts.append("breathy or hoarse voice")
     elif unsteady is not None and unsteady >= HIGH_Z:

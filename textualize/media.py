@@ -159,7 +159,9 @@ def decode_audio(
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as err:
             raise MediaError(f"audio stream is corrupt: {err}") from err
-    audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    audio = (
+        np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    )
     # Trim to the exact span: decoding starts at the packet before `start`.
     offset = int(round(((first_time or 0.0) - begin) * sample_rate))
     if offset < 0:

@@ -40,13 +40,17 @@ def window_spans(duration: float, window: float, hop: float) -> list[tuple[float
     return spans
 
 
-def make_units(desc: ClipDescriptors, window: float | None = None, hop: float | None = None) -> list[UnitFeatures]:
+def make_units(
+    desc: ClipDescriptors, window: float | None = None, hop: float | None = None
+) -> list[UnitFeatures]:
     clip = desc.clip
     offset = clip.start or 0.0
     common = {"timings": desc.timings, "cached": desc.cached}
     if desc.error or desc.media is None:
         end = clip.end if clip.end is not None else offset
-        return [UnitFeatures(clip, clip.clip_id, offset, end, dict(desc.status), desc.error, **common)]
+        return [
+            UnitFeatures(clip, clip.clip_id, offset, end, dict(desc.status), desc.error, **common)
+        ]
     duration = desc.media.duration
     whole = window is None
     spans = [(0.0, duration)] if whole else window_spans(duration, window, hop or window)
@@ -59,31 +63,49 @@ def make_units(desc: ClipDescriptors, window: float | None = None, hop: float | 
             track = desc.face if whole else desc.face.between(begin, stop)
             face = summarize_face(track, voiced)
             if not whole and status["face"].status in (OK, ABSENT):
-                status["face"] = ModalityStatus(OK) if face.face_frames else ModalityStatus(ABSENT, "no face visible")
+                status["face"] = (
+                    ModalityStatus(OK)
+                    if face.face_frames
+                    else ModalityStatus(ABSENT, "no face visible")
+                )
         prosody = None
         if desc.prosody is not None:
             from textualize.prosody import summarize_prosody
 
-            words = [w for seg in desc.transcript.segments for w in seg.words] if desc.transcript else []
+            words = (
+                [w for seg in desc.transcript.segments for w in seg.words]
+                if desc.transcript
+                else []
+            )
             prosody = summarize_prosody(desc.prosody.lld, begin, stop, words=words).to_dict()
             if not whole and status["prosody"].status in (OK, ABSENT):
-                status["prosody"] = ModalityStatus(ABSENT, "silence") if prosody["silent"] else ModalityStatus(OK)
+                status["prosody"] = (
+                    ModalityStatus(ABSENT, "silence") if prosody["silent"] else ModalityStatus(OK)
+                )
         transcript = None
         if desc.transcript is not None:
-            transcript = desc.transcript.text.strip() if whole else desc.transcript.between(begin, stop)
+            transcript = (
+                desc.transcript.text.strip() if whole else desc.transcript.between(begin, stop)
+            )
             if status["transcript"].status in (OK, ABSENT):
-                status["transcript"] = ModalityStatus(OK) if transcript else ModalityStatus(ABSENT, "no speech")
-        units.append(UnitFeatures(
-            clip,
-            clip.clip_id if whole else f"{clip.clip_id}#w{index:04d}",
-            round(offset + begin, 6),
-            round(offset + stop, 6),
-            status,
-            face=face,
-            prosody=prosody,
-            functionals=desc.prosody.functionals if (whole and desc.prosody is not None) else None,
-            transcript=transcript,
-            speech_emotion=desc.speech_emotion if whole else None,
-            **common,
-        ))
+                status["transcript"] = (
+                    ModalityStatus(OK) if transcript else ModalityStatus(ABSENT, "no speech")
+                )
+        units.append(
+            UnitFeatures(
+                clip,
+                clip.clip_id if whole else f"{clip.clip_id}#w{index:04d}",
+                round(offset + begin, 6),
+                round(offset + stop, 6),
+                status,
+                face=face,
+                prosody=prosody,
+                functionals=desc.prosody.functionals
+                if (whole and desc.prosody is not None)
+                else None,
+                transcript=transcript,
+                speech_emotion=desc.speech_emotion if whole else None,
+                **common,
+            )
+        )
     return units
