@@ -136,10 +136,27 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
             prepared = prepare_cexprdb(args.release_dir, args.output_dir, options)
     except DataCardError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    return _report(prepared)
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def _report(prepared) -> int:
+    """Print the summary; a run that kept no clip at all is a failure (exit 1), said on stderr."""
     print(_summary(prepared))
-    return 0
+    if prepared.n_clips:
+        return 0
+    by_reason = prepared.report.get("failures_by_reason", {})
+    reasons = ", ".join(f"{n} {r}" for r, n in by_reason.items()) or "no rows"
+    print(
+        f"error: no usable clip in {prepared.output_dir} ({reasons}); see {prepared.failures_path}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _run_prepare_folder(args: argparse.Namespace) -> int:
@@ -151,10 +168,9 @@ def _run_prepare_folder(args: argparse.Namespace) -> int:
             args.clips, args.labels, args.output_dir, card=args.card, name=args.name
         )
     except DataCardError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(_summary(prepared))
-    return 0
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    return _report(prepared)
 
 
 def _run_card(args: argparse.Namespace) -> int:
@@ -169,8 +185,8 @@ def _run_card(args: argparse.Namespace) -> int:
     try:
         card = load_card(args.name)
     except CardError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
     print(json.dumps(card.meta, indent=2, ensure_ascii=False) if args.front_matter else card.text())
     return 0
 
@@ -185,7 +201,7 @@ def _run_check(args: argparse.Namespace) -> int:
         print(f"LEAKAGE: {err}", file=sys.stderr)
         return 1
     except DataCardError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
     scope = f"protocol {args.protocol}" if args.protocol else "all protocols"
     print(f"no leakage in {scope} of {args.prepared_dir}")

@@ -7,6 +7,7 @@ and labels outside the card's classes go to ``failures.jsonl``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,8 @@ def prepare_folder(
         )
     try:
         table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (UnicodeDecodeError, pd.errors.ParserError) as err:
-        raise AnnotationError(f"cannot read {labels_csv}: {err}") from err
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise AnnotationError(f"cannot read {labels_csv}: {' '.join(str(err).split())}") from err
     columns: dict[str, str] = meta["columns"]
     for needed in ("file", "label"):
         if columns[needed] not in table.columns:
@@ -80,6 +81,15 @@ def prepare_folder(
     rows, failures = [], []
     for line, record in enumerate(table.to_dict("records"), start=2):
         file = record[columns["file"]].strip()
+        span = {
+            f: _seconds(record, present.get(f), f"{labels_csv.name} line {line}")
+            for f in ("start", "end")
+        }
+        if span["start"] is not None and span["end"] is not None and span["end"] <= span["start"]:
+            raise AnnotationError(
+                f"{labels_csv.name} line {line}: end {span['end']} is not after start "
+                f"{span['start']}"
+            )
         clip_id = Path(file).with_suffix("").as_posix()
         if "start" in present and record[present["start"]].strip():
             clip_id = f"{clip_id}@{record[present['start']].strip()}"
@@ -119,8 +129,7 @@ def prepare_folder(
             continue
         row = {f: (record[c].strip() or None) for f, c in present.items() if f in CLIP_COLUMNS}
         row.update(clip_id=clip_id, path=str(path.resolve()), label=label, split=split)
-        for f in ("start", "end"):
-            row[f] = float(row[f]) if row.get(f) else None
+        row.update(span)
         row.update(
             {
                 "dataset": name,
@@ -131,7 +140,7 @@ def prepare_folder(
         )
         row.update({c: record[c] for c in extra_columns if c not in row})
         rows.append(row)
-    split_rows, protocol = _splits(rows, roles, meta)
+    split_rows, protocol = _splits(rows, roles, meta) if rows else ([], None)
     report = {
         "clips_dir": str(clips_dir.resolve()),
         "labels_csv": str(labels_csv.resolve()),
@@ -141,6 +150,20 @@ def prepare_folder(
         "work": {"clips_checked": cache.checked, "checks_reused": cache.reused},
     }
     return finish(name, output_dir, rows, split_rows, failures, report)
+
+
+def _seconds(record: dict[str, str], column: str | None, where: str) -> float | None:
+    """A start/end cell in seconds (None when absent or blank); otherwise an error naming it."""
+    text = record.get(column, "").strip() if column else ""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise AnnotationError(f"{where}: {column} {text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise AnnotationError(f"{where}: {column} {text!r} is not a time in seconds (>= 0)")
+    return value
 
 
 def _splits(

@@ -13,7 +13,9 @@ of its dialogue, never the utterance itself or later ones.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,11 +80,13 @@ def read_meld_csv(path: str | Path, card: Card | None = None, *, ascii_punctuati
     card = card or load_card(DATASET)
     path = Path(path)
     try:
-        frame = pd.read_csv(path, encoding="utf-8", dtype=str, keep_default_na=False)
-    except UnicodeDecodeError:  # a re-saved CSV may be plain cp1252
-        frame = pd.read_csv(path, encoding="cp1252", dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError) as err:
-        raise AnnotationError(f"cannot read MELD CSV {path}: {err}") from err
+        frame = pd.read_csv(
+            io.StringIO(decode_csv(path)), dtype=str, keep_default_na=False, na_filter=False
+        )
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+        raise AnnotationError(f"cannot read MELD CSV {path}: {' '.join(str(err).split())}") from err
+    if frame.empty:
+        raise AnnotationError(f"MELD CSV {path} has a header but no rows")
     expected = list(card.require("csv_columns"))
     missing = [c for c in expected if c not in frame.columns]
     if missing:
@@ -96,8 +100,43 @@ def read_meld_csv(path: str | Path, card: Card | None = None, *, ascii_punctuati
             lambda t: repair_text(t, ascii_punctuation=ascii_punctuation)
         )
     for column in ("Dialogue_ID", "Utterance_ID", "Sr No.", "Season", "Episode"):
-        frame[column] = pd.to_numeric(frame[column], errors="raise").astype("int64")
+        numbers = pd.to_numeric(frame[column].str.strip(), errors="coerce")
+        bad = numbers.isna() | (numbers % 1 != 0)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise AnnotationError(
+                f"{path} row {row + 1} (line {row + 2}): {column} {frame[column].iloc[row]!r} is "
+                f"not a whole number ({int(bad.sum())} such row(s)); is this the *_sent_emo.csv "
+                "file of the release?"
+            )
+        frame[column] = numbers.astype("int64")
     return frame
+
+
+def decode_csv(path: Path) -> str:
+    """The text of a CSV: UTF-8 (with or without BOM), UTF-16 with a BOM, else cp1252 (a
+    re-saved MELD CSV); bytes that are none of these are an error naming the first bad one."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise AnnotationError(f"cannot read MELD CSV {path}: {err.strerror or err}") from err
+    if not data.strip():
+        raise AnnotationError(f"MELD CSV {path} is empty; unpack it again from the release")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings = ("utf-16",)
+    else:
+        encodings = ("utf-8-sig", "cp1252")
+    failures = []
+    for encoding in encodings:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as err:
+            failures.append(err)
+    first = failures[0]
+    raise AnnotationError(
+        f"MELD CSV {path} is not UTF-8, UTF-16 or cp1252 text (byte {data[first.start]:#04x} at "
+        f"offset {first.start}); save it as UTF-8"
+    ) from first
 
 
 def _shallowest(paths) -> Path | None:
@@ -206,8 +245,14 @@ def prepare_meld(
                     )
                 )
                 continue
-            start = parse_episode_time(record["StartTime"])
-            end = parse_episode_time(record["EndTime"])
+            try:
+                start = parse_episode_time(record["StartTime"])
+                end = parse_episode_time(record["EndTime"])
+            except AnnotationError as err:
+                raise AnnotationError(
+                    f"{csv_path} Sr No. {record['Sr No.']} (StartTime {record['StartTime']!r}, "
+                    f"EndTime {record['EndTime']!r}): {err}"
+                ) from err
             issue = problem["note"] if problem else None
             probe, lack = None, None  # lack: (failure reason, message) of an absent clip
             if path is not None and path.is_file():

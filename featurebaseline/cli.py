@@ -49,8 +49,20 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from evaluation.runs import RunMismatchError
     from featurebaseline.encoders import EncoderUnavailable
     from featurebaseline.features import FeatureError
+    from featurebaseline.train import FeatureMismatch
 
-    return (ConfigError, FeatureError, EncoderUnavailable, RunMismatchError, FileNotFoundError)
+    return (
+        ConfigError,
+        FeatureError,
+        FeatureMismatch,
+        EncoderUnavailable,
+        RunMismatchError,
+        FileNotFoundError,
+    )
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -69,7 +81,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         outcome = run_baseline(resolve(BaselineConfig, args, config_file=args.config))
     except _user_errors() as err:
-        print(f"cer baseline train: error: {err}", file=sys.stderr)
+        print(f"cer baseline train: error: {_one_line(err)}", file=sys.stderr)
         return 2
     print(results_summary(outcome.runs, outcome.aggregate))
     return 0
@@ -82,7 +94,11 @@ def run_predict(args: argparse.Namespace) -> int:
     from featurebaseline.runner import predict_source
 
     output = args.output or Path(args.run) / f"predict_{Path(args.source).stem}.parquet"
-    outcome = predict_source(args.run, args.source, output)
+    try:
+        outcome = predict_source(args.run, args.source, output)
+    except _user_errors() as err:
+        print(f"cer baseline predict: error: {_one_line(err)}", file=sys.stderr)
+        return 2
     print(f"{len(outcome.predictions)} predictions written to {output}; {outcome.note}")
     if outcome.metrics:
         rows = outcome.metrics["rows"]

@@ -247,6 +247,19 @@ def _table_functionals(rows: pd.DataFrame, modality: str) -> ModalityFeatures:
     return ModalityFeatures(present, vector=np.nan_to_num(values), vector_columns=tuple(columns))
 
 
+def _run_cache_dir(source: Path) -> str | None:
+    """The cache folder a ``cer textualize`` output folder recorded in its run.json."""
+    path = source / "run.json"
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+        return run["config"]["cache_dir"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise FeatureError(
+            f"{path} is unreadable or incomplete ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:200]}); run `cer textualize` into that folder again"
+        ) from err
+
+
 def assemble_features(config: BaselineConfig, labels_required: bool = True) -> FeatureSet:
     """Features of every row of ``config.source`` for the configured modalities.
 
@@ -266,12 +279,19 @@ def assemble_features(config: BaselineConfig, labels_required: bool = True) -> F
     is_run = source.is_dir()
     if is_run and not (source / "run.json").exists():
         raise FeatureError(f"{source} has no run.json: is it a `cer textualize` output folder?")
+    run_cache_dir = _run_cache_dir(source) if is_run else None
     table = source / "prompts.parquet" if is_run else source
-    frame = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
+    try:
+        frame = pd.read_parquet(table) if table.suffix == ".parquet" else pd.read_csv(table)
+    except Exception as err:  # pyarrow and pandas raise many types for a damaged file
+        raise FeatureError(
+            f"cannot read the features table {table}: {type(err).__name__}: "
+            f"{' '.join(str(err).split())[:300]}; is it a `cer textualize` prompts table?"
+        ) from err
     rows = _rows(frame, config.label_column, labels_required)
     cache_dir = config.cache_dir
     if is_run and cache_dir is None:
-        cache_dir = json.loads((source / "run.json").read_text())["config"]["cache_dir"]
+        cache_dir = run_cache_dir
     if cache_dir is None:
         from textualize.config import TextualizeConfig
 

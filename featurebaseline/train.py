@@ -4,7 +4,9 @@ A plain PyTorch loop: the whole feature set fits in memory (a MELD-sized run is 
 megabytes at most), so batches are slices of tensors already on the device. Every epoch writes
 ``checkpoints/last.pt`` (model, optimizer, RNG states, best weights so far), so a killed run
 resumes at the next epoch. The run folder has the layout of ``cer finetune`` (``evaluation.runs``)
-with the model in ``model/model.pt`` instead of an adapter.
+with the model in ``model/model.pt`` instead of an adapter. Both files hold tensors and plain
+values only and are read with ``torch.load(weights_only=True)``: a run folder from elsewhere
+cannot run code when it is loaded.
 
 Under ``accelerate launch --num_processes N`` (``--cpu`` without GPUs) training is data-parallel:
 ``accelerate`` wraps model and optimizer (DDP averages the gradients), every process takes its
@@ -22,11 +24,56 @@ from pathlib import Path
 import numpy as np
 
 from featurebaseline.config import BaselineConfig
-from featurebaseline.features import FeatureSet, ModalityFeatures
+from featurebaseline.features import FeatureError, FeatureSet, ModalityFeatures
 
 
 class FeatureMismatch(ValueError):
     """Features do not have the dimensions a saved model was trained on."""
+
+
+class CheckpointError(FeatureError):
+    """A saved model or checkpoint cannot be read as tensors and plain values only."""
+
+
+def load_tensors(path: Path, device: str, fix: str) -> dict:
+    """``torch.load`` with ``weights_only``: a file that holds pickled objects is refused."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        first = " ".join(str(err).split())[:160]
+        raise CheckpointError(
+            f"{path} cannot be read as tensors only ({type(err).__name__}: {first}); it is "
+            f"damaged, written by an older version, or holds pickled code; {fix}"
+        ) from err
+
+
+def _numpy_rng_state() -> dict:
+    import torch
+
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "kind": str(kind),
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "position": int(position),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
+
+
+def _set_numpy_rng_state(saved: dict) -> None:
+    np.random.set_state(
+        (
+            saved["kind"],
+            saved["keys"].numpy().astype(np.uint32),
+            saved["position"],
+            saved["has_gauss"],
+            saved["cached_gaussian"],
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -198,12 +245,13 @@ def fit(
     }
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if config.resume is not False and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        fix = f"delete {checkpoint} or pass --resume false to train afresh"
+        saved = load_tensors(checkpoint, device, fix)
         core.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
-        torch.set_rng_state(saved["rng"])
-        np.random.set_state(saved["np_rng"])
+        torch.set_rng_state(saved["rng"].cpu())
+        _set_numpy_rng_state(saved["np_rng"])
     model = core
     if accelerator:
         model, optimizer = accelerator.prepare(core, optimizer)
@@ -238,7 +286,7 @@ def fit(
         state["epoch"] += 1
         if len(y_val):
             predicted = predict_probabilities(core, x_val).argmax(1)
-            value = getattr(score(y_val, predicted, labels), config.early_stopping_metric)
+            value = float(getattr(score(y_val, predicted, labels), config.early_stopping_metric))
         else:  # no validation split: keep the last epoch
             value = float(state["epoch"])
         state["history"].append(
@@ -267,7 +315,7 @@ def fit(
                 "optimizer": optimizer.state_dict(),
                 "state": state,
                 "rng": torch.get_rng_state(),
-                "np_rng": np.random.get_state(),
+                "np_rng": _numpy_rng_state(),
             },
             tmp,
         )
@@ -324,7 +372,12 @@ def save_model(model, scaler: Standardizer, labels: tuple[str, ...], run_dir: Pa
         {
             "spec": model.spec.to_dict(),
             "state": model.state_dict(),
-            "scaler": scaler.stats,
+            "scaler": {
+                name: {
+                    part: tuple(torch.from_numpy(a) for a in pair) for part, pair in parts.items()
+                }
+                for name, parts in scaler.stats.items()
+            },
             "labels": list(labels),
         },
         folder / "model.pt",
@@ -333,7 +386,6 @@ def save_model(model, scaler: Standardizer, labels: tuple[str, ...], run_dir: Pa
 
 def load_model(run_dir: str | Path, features: FeatureSet | None = None, device: str = "cpu"):
     """-> (model, scaler, labels); with ``features``, their dimensions are checked first."""
-    import torch
 
     from featurebaseline.models import FusionModel, ModelSpec
 
@@ -342,10 +394,14 @@ def load_model(run_dir: str | Path, features: FeatureSet | None = None, device: 
         raise FileNotFoundError(
             f"{run_dir} has no model/model.pt; point at a folder written by `cer baseline train`"
         )
-    saved = torch.load(path, map_location=device, weights_only=False)
+    saved = load_tensors(path, device, "retrain the run with `cer baseline train`")
     spec = ModelSpec(**{**saved["spec"], "modalities": tuple(saved["spec"]["modalities"])})
     if features is not None:
         check_dims(spec.dims, features, str(run_dir))
     model = FusionModel(spec).to(device)
     model.load_state_dict(saved["state"])
-    return model, Standardizer(saved["scaler"]), tuple(saved["labels"])
+    stats = {
+        name: {part: tuple(t.cpu().numpy() for t in pair) for part, pair in parts.items()}
+        for name, parts in saved["scaler"].items()
+    }
+    return model, Standardizer(stats), tuple(saved["labels"])

@@ -83,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         outcome = run_finetune(resolve_config(args, args.config))
     except _user_errors() as err:
-        print(f"cer finetune train: error: {err}", file=sys.stderr)
+        print(f"cer finetune train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     if not is_main_process():  # other ranks of a distributed launch: rank 0 reports
         return 0
@@ -100,7 +100,7 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         outcome = predict_run(args.run, args.prompts, output)
     except _user_errors() as err:
-        print(f"cer finetune predict: error: {err}", file=sys.stderr)
+        print(f"cer finetune predict: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     print(f"{len(outcome.predictions)} predictions written to {output}; {outcome.note}")
     if outcome.metrics:

@@ -43,13 +43,21 @@ def read_prompts(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise PromptDataError(f"prompts file not found: {path}; run `cer textualize` first")
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=suffix == ".jsonl")
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    raise PromptDataError(f"{path}: expected a .parquet, .jsonl or .csv prompts file")
+    readers = {
+        ".parquet": pd.read_parquet,
+        ".jsonl": lambda p: pd.read_json(p, lines=True),
+        ".json": pd.read_json,
+        ".csv": pd.read_csv,
+    }
+    if suffix not in readers:
+        raise PromptDataError(f"{path}: expected a .parquet, .jsonl or .csv prompts file")
+    try:
+        return readers[suffix](path)
+    except Exception as err:  # pyarrow and pandas raise many types for a damaged file
+        raise PromptDataError(
+            f"cannot read prompts file {path}: {type(err).__name__}: "
+            f"{' '.join(str(err).split())[:300]}"
+        ) from err
 
 
 def check_prompts(

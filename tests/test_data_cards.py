@@ -216,5 +216,5 @@ def test_cli_help_card_prepare_and_check(my_data, tmp_path, capsys):
 
 
 def test_prepare_meld_cli_reports_a_missing_release(tmp_path, capsys):
-    assert cer(["data", "prepare", "meld", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 1
+    assert cer(["data", "prepare", "meld", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err

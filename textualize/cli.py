@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cer.config import add_options
 
@@ -28,9 +29,29 @@ different one is an error (exit 2). A speaker PRIOR has no statistics for is des
 overall statistics, however many clips of that speaker the new batch holds. Rendering again from
 the cache with --reference runs no extractor.
 
+OUTPUT is replaced as one set: the files are written beside it and swapped in at the end, so a
+run that is killed, stopped or out of disk space leaves the previous outputs as they were. A run
+holds OUTPUT for its whole duration; a second run on the same OUTPUT stops at once (exit 2) and
+names the process that holds it. OUTPUT may not lie inside a source folder, nor hold files that
+cer textualize did not write.
+
+Ctrl-C or SIGTERM stops every worker and exits (130 / 143); the stages already finished are in
+the cache, so the same command again resumes. A worker that dies (killed, out of memory, a crash)
+costs only the clip it was extracting, which is reported as unreadable.
+
 exit code: 0 when every clip was read and no modality failed; 1 otherwise (with --strict, also
-when a requested modality is missing, e.g. no face visible or no speech); 2 for usage errors.
+when a requested modality is missing, e.g. no face visible or no speech); 2 for usage errors and
+when nothing was written (bad input, OUTPUT or cache folder unusable or in use, disk full);
+130 / 143 when stopped by SIGINT / SIGTERM.
 """
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (or Ctrl-C) as an exception, so that one clean-up path stops the workers."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def add_parser(subparsers) -> None:
@@ -57,10 +78,40 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _stop_on_signals() -> dict:
+    """Turn SIGINT and SIGTERM into Stopped; the handlers they replace, to put back."""
+    import signal
+
+    def stop(signum, frame):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # one stop: the clean-up is not interrupted
+            signal.signal(sig, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    return {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
 def run(args: argparse.Namespace) -> int:
+    import signal
+
+    previous = _stop_on_signals()
+    try:
+        return _run(args)
+    except Stopped as stop:
+        name = signal.Signals(stop.signum).name
+        print(
+            f"cer textualize: stopped by {name}; finished stages are cached: run the same command "
+            "again to resume",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     import logging
     import os
-    import sys
 
     from cer.config import ConfigError, resolve
 
@@ -68,9 +119,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    from textualize import cache
     from textualize.config import TextualizeConfig
     from textualize.extract import ModalityUnavailable
     from textualize.inputs import InputError
+    from textualize.output_folder import OutputError
     from textualize.pipeline import format_summary, textualize
     from textualize.prompts import TemplateError
     from textualize.ray_engine import RayEngineUnavailable
@@ -87,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
         TemplateError,
         RayEngineUnavailable,
         TextualizerError,
+        OutputError,
     ]
+    if hasattr(cache, "CacheError"):  # textualize/cache.py, new
+        setup_errors.append(cache.CacheError)
     try:
         from textualize.speech import TranscriberUnavailable
 

@@ -1,7 +1,10 @@
 """Configuration of a textualization run: one flat dataclass, fields grouped by stage.
 
 Every field is a ``cer textualize`` flag and a key of ``--config FILE.yaml``. Extraction fields
-(the first groups) decide what is computed and cached; rendering fields (template, modalities,
+(the first groups) decide what is computed and cached: each stage's frozen config (``FaceConfig``,
+``ProsodyConfig``, ``SpeechConfig``, ``SpeechEmotionConfig``, beside its extractor) is built from
+them by one method (``face_stage()``, ...), and that config's ``identity()`` is the stage's cache
+key and its entry in ``run.json``. Rendering fields (template, modalities,
 windows, reference, transcript source) only change how cached results are put into words; run
 fields (workers, engine, Ray address, ...) only change where and how fast the same work is done.
 Template, modalities, windows, prosody reference and describer default to None: "paper", "TVA",
@@ -15,6 +18,13 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the stage modules import pandas/numpy; `--help` must stay instant
+    from textualize.faces import FaceConfig
+    from textualize.prosody import ProsodyConfig
+    from textualize.speech import SpeechConfig
+    from textualize.speech_emotion import SpeechEmotionConfig
 
 _DEFAULT_CACHE = os.environ.get("CER_CACHE_DIR") or str(
     Path.home() / ".cache" / "cer" / "textualize"
@@ -258,3 +268,38 @@ class TextualizeConfig:
     @property
     def worker_count(self) -> int:
         return self.workers or (os.cpu_count() or 1)
+
+    # The stage configs: the only place where these flags become a stage's settings.
+
+    def face_stage(self) -> FaceConfig:
+        from textualize.faces import FaceConfig
+
+        return FaceConfig(
+            detector=self.face_detector,
+            device=self.device,
+            batch_size=self.face_batch_size,
+            face_threshold=self.face_threshold,
+            fps=self.fps,
+        )
+
+    def prosody_stage(self) -> ProsodyConfig:
+        from textualize.prosody import ProsodyConfig
+
+        return ProsodyConfig()
+
+    def speech_stage(self) -> SpeechConfig:
+        from textualize.speech import SpeechConfig
+
+        return SpeechConfig(
+            backend=self.whisper_backend,
+            model=self.whisper_model,
+            language=self.language,
+            vad=self.vad,
+            beam_size=self.beam_size,
+            device=self.device,
+        )
+
+    def speech_emotion_stage(self) -> SpeechEmotionConfig:
+        from textualize.speech_emotion import SpeechEmotionConfig
+
+        return SpeechEmotionConfig(model=self.speech_emotion_model, device=self.device)

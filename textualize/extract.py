@@ -8,6 +8,7 @@ clip is recorded in that clip's status with its reason, and the other stages sti
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -15,15 +16,14 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
-from cer.fingerprints import model_identity
+from textualize import media as media_stage
 from textualize.cache import StageCache, stage_key
 from textualize.config import TextualizeConfig
-from textualize.media import MediaError, decode_audio, iter_frames, probe
+from textualize.media import MediaError, iter_frames, probe, read_audio
 from textualize.records import (
     ABSENT,
     DISABLED,
@@ -52,37 +52,6 @@ class NotCached(LookupError):
     """A stage result is not in the cache and this reader may not compute it."""
 
 
-def _dist_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "absent"
-
-
-def face_config(cfg: TextualizeConfig):
-    from textualize.faces import FaceConfig
-
-    return FaceConfig(
-        detector=cfg.face_detector,
-        device=cfg.device,
-        batch_size=cfg.face_batch_size,
-        face_threshold=cfg.face_threshold,
-    )
-
-
-def speech_config(cfg: TextualizeConfig):
-    from textualize.speech import SpeechConfig
-
-    return SpeechConfig(
-        backend=cfg.whisper_backend,
-        model=cfg.whisper_model,
-        language=cfg.language,
-        vad=cfg.vad,
-        beam_size=cfg.beam_size,
-        device=cfg.device,
-    )
-
-
 @dataclass(frozen=True)
 class ExtractionPlan:
     """What runs for this run's clips, decided once in the main process."""
@@ -92,7 +61,7 @@ class ExtractionPlan:
     prosody: bool
     transcript: bool
     speech_emotion: bool
-    # Stage configuration + backend version, the cache key of each stage (no model loaded).
+    # The cache key of each stage that runs: its config's identity() (no model loaded).
     keys: dict[str, dict] = field(default_factory=dict)
 
 
@@ -107,7 +76,7 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
         from textualize.faces import FaceModelUnavailable, check_face_backend
 
         try:
-            check_face_backend(face_config(cfg))
+            check_face_backend(cfg.face_stage())
             face, face_status = "detector", ModalityStatus(OK)
         except FaceModelUnavailable as err:
             if cfg.face == "on":
@@ -120,33 +89,16 @@ def plan_extraction(cfg: TextualizeConfig) -> ExtractionPlan:
     if cfg.transcript:
         from textualize.speech import check_transcriber
 
-        check_transcriber(speech_config(cfg))  # raises TranscriberUnavailable, fast and offline
-    keys = {
-        "media": {"version": _dist_version("av")},
-        "face": {
-            "detector": cfg.face_detector,
-            "fps": cfg.fps,
-            "threshold": cfg.face_threshold,
-            "version": _dist_version("py-feat"),
-            "format": FaceTrack.TABLE_FORMAT,  # every face per frame, not only the kept one
-        },
-        "prosody": {"feature_set": "eGeMAPSv02", "version": _dist_version("opensmile")},
-        "transcript": {
-            "backend": cfg.whisper_backend,
-            "model": model_identity(cfg.whisper_model),
-            "language": cfg.language,
-            "vad": cfg.vad,
-            "beam_size": cfg.beam_size,
-            "chunk_sec": 300.0,
-            "version": _dist_version(
-                "faster-whisper" if cfg.whisper_backend == "faster-whisper" else "openai-whisper"
-            ),
-        },
-        "speech_emotion": {
-            "model": model_identity(cfg.speech_emotion_model),
-            "version": _dist_version("transformers"),
-        },
-    }
+        check_transcriber(cfg.speech_stage())  # raises TranscriberUnavailable, fast and offline
+    keys = {"media": media_stage.identity()}
+    if face == "detector":
+        keys["face"] = cfg.face_stage().identity()
+    if cfg.prosody:
+        keys["prosody"] = cfg.prosody_stage().identity()
+    if cfg.transcript:
+        keys["transcript"] = cfg.speech_stage().identity()
+    if cfg.speech_emotion_model:
+        keys["speech_emotion"] = cfg.speech_emotion_stage().identity()
     return ExtractionPlan(
         face, face_status, cfg.prosody, cfg.transcript, bool(cfg.speech_emotion_model), keys
     )
@@ -156,10 +108,11 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 
 def limit_threads(threads: int) -> None:
-    """Run this process's models on ``threads`` threads.
+    """Cap the threads of this process's numeric libraries at ``threads`` (a share of the cores).
 
-    Every engine pins the count the same way: torch's float32 sums can differ in the last bit
-    between thread counts, which would change cached bytes.
+    The models themselves compute on the fixed thread count of their stage config (its
+    ``threads``, part of its identity), set when each model is built, so a worker's share of
+    the cores never changes the bytes they produce.
     """
     for var in THREAD_VARIABLES:
         os.environ[var] = str(threads)
@@ -168,11 +121,13 @@ def limit_threads(threads: int) -> None:
 
 
 class Extractors:
-    """The models of one worker process, each built on first use and then reused."""
+    """The models of one worker process, each built on first use and then reused.
 
-    def __init__(self, cfg: TextualizeConfig, cpu_threads: int = 0):
+    Each model computes on its stage config's fixed thread count (part of its cache key).
+    """
+
+    def __init__(self, cfg: TextualizeConfig):
         self.cfg = cfg
-        self.cpu_threads = cpu_threads
         self._models: dict[str, object] = {}
 
     def get(self, name: str):
@@ -185,21 +140,19 @@ class Extractors:
         if name == "face":
             from textualize.faces import FaceExtractor
 
-            return FaceExtractor(face_config(cfg))
+            return FaceExtractor(cfg.face_stage())
         if name == "prosody":
-            from textualize.prosody import ProsodyConfig, ProsodyExtractor
+            from textualize.prosody import ProsodyExtractor
 
-            return ProsodyExtractor(ProsodyConfig())
+            return ProsodyExtractor(cfg.prosody_stage())
         if name == "transcript":
             from textualize.speech import load_transcriber
 
-            return load_transcriber(speech_config(cfg), cpu_threads=self.cpu_threads)
+            return load_transcriber(cfg.speech_stage())
         if name == "speech_emotion":
-            from textualize.speech_emotion import SpeechEmotionConfig, SpeechEmotionModel
+            from textualize.speech_emotion import SpeechEmotionModel
 
-            return SpeechEmotionModel(
-                SpeechEmotionConfig(model=cfg.speech_emotion_model, device=cfg.device)
-            )
+            return SpeechEmotionModel(cfg.speech_emotion_stage())
         raise KeyError(name)
 
 
@@ -277,6 +230,8 @@ class _ClipRun:
         self.cached: list[str] = []
         self.status: dict[str, ModalityStatus] = {}
         self._audio = None
+        self.audio_lost: float | None = None  # seconds of the span damage took; None: not decoded
+        self.info: MediaInfo | None = None
         self.hash = ""
 
     def timed(self, stage: str, started: float) -> None:
@@ -284,6 +239,20 @@ class _ClipRun:
 
     def key(self, stage: str) -> str:
         return stage_key(stage, self.hash, self.span, self.plan.keys[stage], "")
+
+    def model(self, stage: str):
+        """The stage's model, refused if it computes otherwise than its cache key says (a Ray
+        worker that sees a GPU the main process did not see), so no entry is mislabelled."""
+        from textualize.speech import identity_text
+
+        model = self.models.get(stage)
+        planned = identity_text(self.plan.keys[stage])
+        if model.version != planned:
+            raise RuntimeError(
+                f"this worker's {stage} model computes as [{model.version}], but the run's "
+                f"cache key says [{planned}]; set --device cpu or cuda explicitly"
+            )
+        return model
 
     def lookup(self, stage: str, suffix: str) -> bytes | None:
         if self.cfg.force:
@@ -296,7 +265,10 @@ class _ClipRun:
     def audio(self):
         if self._audio is None:
             started = time.perf_counter()
-            self._audio = decode_audio(self.clip.path, self.clip.start, self.clip.end)
+            decoded = read_audio(
+                self.clip.path, self.clip.start, self.clip.end, stream=self.info.audio_stream
+            )
+            self._audio, self.audio_lost = decoded.samples, decoded.lost_seconds
             self.timed("decode_audio", started)
         return self._audio
 
@@ -310,6 +282,7 @@ class _ClipRun:
             info = probe(self.clip.path, self.clip.start, self.clip.end)
             self.cache.put("media", self.key("media"), ".json", info.to_json().encode())
         self.timed("media", started)
+        self.info = info
         return info
 
     def face(self, info: MediaInfo) -> FaceTrack | None:
@@ -345,7 +318,7 @@ class _ClipRun:
                 track = _face_from_bytes(data)
             else:
                 frames = iter_frames(self.clip.path, self.cfg.fps, self.clip.start, self.clip.end)
-                track = self.models.get("face").extract(frames)
+                track = self.model("face").extract(frames)
                 self.cache.put("face", self.key("face"), ".parquet", _face_to_bytes(track))
         self.timed("face", started)
         has_face = bool(track.frames["face"].astype(bool).any())
@@ -361,7 +334,7 @@ class _ClipRun:
         if data is not None:
             track = _prosody_from_bytes(data)
         else:
-            track = self.models.get("prosody").extract(audio, 16_000)
+            track = self.model("prosody").extract(audio, 16_000)
             self.cache.put("prosody", self.key("prosody"), ".parquet", _prosody_to_bytes(track))
         self.timed("prosody", started)
         from textualize.prosody import summarize_prosody
@@ -379,7 +352,7 @@ class _ClipRun:
         else:
             from textualize.speech import transcribe_long
 
-            result = transcribe_long(self.models.get("transcript"), audio)
+            result = transcribe_long(self.model("transcript"), audio)
             self.cache.put("transcript", self.key("transcript"), ".json", result.to_json().encode())
         self.timed("transcript", started)
         self.status["transcript"] = (
@@ -394,7 +367,7 @@ class _ClipRun:
         if data is not None:
             result = SpeechEmotion.from_json(data.decode())
         else:
-            result = self.models.get("speech_emotion").predict(audio, 16_000)
+            result = self.model("speech_emotion").predict(audio, 16_000)
             self.cache.put(
                 "speech_emotion", self.key("speech_emotion"), ".json", result.to_json().encode()
             )
@@ -446,6 +419,12 @@ def extract_clip(
                 )
             except Exception as err:  # noqa: BLE001 - recorded per clip, the run goes on
                 run.status[stage] = _failure(err)
+    if run.audio_lost:
+        note = f"{run.audio_lost:.1f} s of audio unreadable (damaged file), filled with silence"
+        for stage, status in run.status.items():
+            if stage != "face" and status.status == OK:
+                run.status[stage] = ModalityStatus(OK, note)
+        info = dataclasses.replace(info, audio_lost_seconds=run.audio_lost)
     return ClipDescriptors(
         clip,
         run.hash,

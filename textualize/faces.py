@@ -11,10 +11,16 @@ box overlap, so that the words can follow one person (textualize/face_words.py).
 py-feat downloads its weights from the Hugging Face Hub into its own package folder
 (``<site-packages>/feat/resources``, in the Hub cache layout; ``HF_HOME`` is not used for them).
 ``check_face_backend`` looks for them there, offline, before any clip is processed.
+
+``FaceConfig.identity`` names everything that changes a face track's bytes (detector, sampling
+rate, threshold, batch, device, threads, py-feat and torch versions, a replaced multitask
+checkpoint): the stage's cache key, its entry in ``run.json`` and, as text,
+``FaceExtractor.version``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 from collections.abc import Iterable, Iterator
@@ -24,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cer.fingerprints import model_identity
 from textualize.face_tables import FEAT_EMOTION_NAMES, feat_frames
 from textualize.records import (
     AU_COLUMNS,
@@ -105,6 +112,37 @@ class FaceConfig:
         default=0.5,
         metadata={"help": "RetinaFace score (0-1) below which a detection is not a face"},
     )
+    fps: float = field(default=5.0, metadata={"help": "video frames analysed per second"})
+    threads: int = field(
+        default=1,
+        metadata={
+            "help": "torch CPU threads. Float sums can differ in the last bit between thread "
+            "counts, so the count is fixed: every worker, engine and resumed run computes the "
+            "same bytes"
+        },
+    )
+
+    def identity(self) -> dict:
+        """Everything that changes this stage's face tracks: the cache key of the face stage,
+        its entry in ``run.json`` and (as text) ``FaceExtractor.version``. No model is loaded;
+        ``device`` is resolved to what will actually run."""
+        detector = detector_class_name(self.detector)
+        identity = {
+            "py-feat": _package_version("py-feat"),
+            "torch": _package_version("torch"),
+            "detector": detector,
+            "fps": self.fps,
+            "threshold": self.face_threshold,
+            # Batched convolutions may pick other kernels for other batch shapes.
+            "batch_size": self.batch_size,
+            "device": resolve_device(self.device),
+            "threads": self.threads,
+            "format": FaceTrack.TABLE_FORMAT,  # every face per frame, not only the kept one
+        }
+        if detector == "Detectorv2":
+            override = os.environ.get(MULTITASK_ENV)
+            identity["multitask_weights"] = model_identity(override) if override else MULTITASK[1]
+        return identity
 
 
 def check_face_backend(config: FaceConfig) -> None:
@@ -185,9 +223,14 @@ class FaceExtractor:
         check_face_backend(config)
         self.config = config
         self.detector = detector_class_name(config.detector)
-        self._device = _resolve_device(config.device)
+        self.identity = config.identity()
+        self._device = self.identity["device"]
+        from textualize.speech import identity_text
+
+        self.version = identity_text(self.identity)
         import torch
 
+        torch.set_num_threads(config.threads)
         grad_enabled = torch.is_grad_enabled()
         try:
             self._detector = _build_detector(self.detector, self._device)
@@ -207,20 +250,6 @@ class FaceExtractor:
             face_model.detection_threshold = min(
                 face_model.detection_threshold, config.face_threshold
             )
-
-    @property
-    def version(self) -> str:
-        """What produced the values, for cache keys: py-feat version, detector and its models."""
-        from feat import __version__
-
-        info = dict(getattr(self._detector, "info", {}))
-        if self.detector == "Detectorv2":
-            info["multitask_weights"] = Path(os.environ.get(MULTITASK_ENV) or MULTITASK[1]).name
-        models = ", ".join(f"{k}={v}" for k, v in sorted(info.items()) if v is not None)
-        return (
-            f"py-feat {__version__} {self.detector}({models}, "
-            f"face_threshold={self.config.face_threshold})"
-        )
 
     def extract(self, frames: Iterable[VideoFrame]) -> FaceTrack:
         """Run the detector over ``frames`` in batches; one canonical row per frame."""
@@ -363,12 +392,20 @@ def _batches(frames: Iterable[VideoFrame], size: int) -> Iterator[list[VideoFram
         yield batch
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
+    """The torch device ``device`` means here: auto is cuda when torch sees a GPU."""
     if device != "auto":
         return device
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 def _build_detector(name: str, device: str):

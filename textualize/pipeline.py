@@ -1,45 +1,42 @@
 """Run textualization over many clips: extract (parallel, cached), describe, render, write.
 
 ``textualize(source, output_dir, config)`` is the library entry point behind ``cer textualize``.
-Extraction runs on an engine: worker processes on this machine (``--engine local``), each loading
-its models once, or a Ray cluster (``--engine ray``, textualize/ray_engine.py); everything else
-(cache fast path, rendering, writing) is shared. Results are cached per clip and stage, so a
-killed run resumes where it stopped and a re-render (other template, modality subset or windows)
-reads the cache only. Outputs: ``prompts.parquet``, ``prompts.jsonl``,
-``failures.jsonl``, ``run.json`` (configuration, versions, counts, timings) and
-``textualizer.json`` (the fitted prosody reference, labels and template; textualize/textualizer.py),
-which ``cfg.reference`` reads back to render new clips exactly as the training clips.
+Extraction runs on an engine: worker processes on this machine (``--engine local``,
+textualize/local_engine.py), each loading its models once, or a Ray cluster (``--engine ray``,
+textualize/ray_engine.py); everything else (cache fast path, rendering, writing) is shared.
+Results are cached per clip and stage, so a killed run resumes where it stopped and a re-render
+(other template, modality subset or windows) reads the cache only. Outputs: ``prompts.parquet``,
+``prompts.jsonl``, ``failures.jsonl``, ``run.json`` (configuration, versions, counts, timings,
+the digest of every other file) and ``textualizer.json`` (the fitted prosody reference, labels
+and template; textualize/textualizer.py), which ``cfg.reference`` reads back to render new clips
+exactly as the training clips.
+
+Every input is checked before anything is written; the output folder is then locked for the run
+and replaced as one set at the end (textualize/output_folder.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 from cer.config import to_mapping
-from textualize.cache import StageCache, atomic_write
+from textualize import cache as cache_module
+from textualize.cache import StageCache
 from textualize.config import TextualizeConfig
-from textualize.extract import (
-    THREAD_VARIABLES,
-    ExtractionPlan,
-    Extractors,
-    extract_clip,
-    limit_threads,
-    plan_extraction,
-    read_cached,
-)
-from textualize.inputs import discover_clips, is_text_only
+from textualize.extract import ExtractionPlan, plan_extraction, read_cached
+from textualize.inputs import discover, is_text_only
+from textualize.output_folder import RUN_FILE, check_output, digests, locked, replaced_whole
 from textualize.prompts import PromptRenderer
 from textualize.records import (
     ABSENT,
@@ -96,6 +93,7 @@ class RunSummary:
     gaps: int  # (clip, modality) pairs missing for any reason (for --strict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     text_only: int = 0  # clips without media, rendered from their gold text and context
+    skipped: int = 0  # source entries that are not clips (hidden, FIFO, dangling link...)
     # modality -> clips per status, every status named (zeros too); reasons in failures.jsonl
     status_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     wall_seconds: float = 0.0
@@ -105,22 +103,6 @@ class RunSummary:
         if self.failed or self.modality_failures:
             return 1
         return 1 if strict and self.gaps else 0
-
-
-# Worker-process state: built once by the pool initializer.
-_WORKER: dict = {}
-
-
-def _init_worker(cfg: TextualizeConfig, plan: ExtractionPlan, threads: int) -> None:
-    limit_threads(threads)
-    _WORKER.update(
-        cfg=cfg, plan=plan, models=Extractors(cfg, threads), cache=StageCache(cfg.cache_dir)
-    )
-
-
-def _work(clip: Clip, window: float | None, hop: float | None) -> list[UnitFeatures]:
-    desc = extract_clip(clip, _WORKER["cfg"], _WORKER["plan"], _WORKER["models"], _WORKER["cache"])
-    return make_units(desc, window, hop)
 
 
 def extract_units(
@@ -149,7 +131,7 @@ def extract_units(
     if cfg.engine == "ray":
         from textualize.ray_engine import compute_units
     else:
-        compute_units = compute_units_local
+        from textualize.local_engine import compute_units
     yield from compute_units(todo, cfg, plan)
 
 
@@ -157,41 +139,6 @@ def text_only_unit(clip: Clip) -> UnitFeatures:
     """The one unit of a clip without media: no video and no audio stream, said as such."""
     status = {m: ModalityStatus(NO_STREAM, TEXT_ONLY_REASON) for m in MODALITIES}
     return UnitFeatures(clip, clip.clip_id, clip.start or 0.0, clip.end or 0.0, status)
-
-
-def compute_units_local(
-    clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan
-) -> Iterator[list[UnitFeatures]]:
-    """The local engine: units of every clip, in completion order; models load once per worker process."""
-    workers = min(cfg.worker_count, len(clips)) or 1
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    if workers == 1:
-        # In this process: put its thread settings back afterwards (a Ray started later, or
-        # the caller's own models, would otherwise inherit them).
-        saved = {var: os.environ.get(var) for var in THREAD_VARIABLES}
-        torch_threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
-        try:
-            _init_worker(cfg, plan, threads)
-            for clip in clips:
-                yield _work(clip, cfg.window, cfg.hop)
-        finally:
-            for var, value in saved.items():
-                if value is None:
-                    os.environ.pop(var, None)
-                else:
-                    os.environ[var] = value
-            if torch_threads is not None:
-                sys.modules["torch"].set_num_threads(torch_threads)
-        return
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding model threads
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(cfg, plan, threads)
-    ) as pool:
-        futures = [pool.submit(_work, clip, cfg.window, cfg.hop) for clip in clips]
-        for future in as_completed(futures):
-            yield future.result()
 
 
 def _versions() -> dict[str, str]:
@@ -204,31 +151,57 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _write_outputs(rows: list[dict], failures: list[dict], output: Path) -> None:
+def _write_outputs(rows: list[dict], failures: list[dict], folder: Path) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame(rows)
-    parquet = output / "prompts.parquet"
-    tmp = output / ".prompts.parquet.tmp"
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, parquet)
+    pd.DataFrame(rows).to_parquet(folder / "prompts.parquet", index=False)
     lines = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
-    atomic_write(output / "prompts.jsonl", lines.encode("utf-8"))
-    atomic_write(
-        output / "failures.jsonl",
-        "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures).encode("utf-8"),
+    (folder / "prompts.jsonl").write_text(lines, encoding="utf-8")
+    (folder / "failures.jsonl").write_text(
+        "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures), encoding="utf-8"
     )
 
 
+def _check_cache(root: str) -> None:
+    """A cache that cannot be used fails now (CacheError); a read-only one is a warning."""
+    check = getattr(cache_module, "check_cache_dir", None)  # textualize/cache.py, new
+    warning = check(root) if check else None
+    if warning:
+        log.warning(warning)
+
+
+def _extract(clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan):
+    """Units of every clip by clip id; the engine's workers are stopped however this ends."""
+    by_clip: dict[str, list[UnitFeatures]] = {}
+    progress = _progress(len(clips), cfg.progress)
+    try:
+        with closing(extract_units(clips, cfg, plan)) as results:
+            for units in results:
+                by_clip[units[0].clip.clip_id] = units
+                progress.update(1)
+                progress.set_postfix_str(units[0].clip.clip_id[-30:], refresh=False)
+    finally:
+        progress.close()
+    return by_clip
+
+
 def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig) -> RunSummary:
-    """Textualize every clip of ``source`` (folder, manifest or file) into ``output_dir``."""
+    """Textualize every clip of ``source`` (folder, manifest or file) into ``output_dir``.
+
+    Nothing is written until every input is checked; ``output_dir`` is then locked (a second
+    run on it raises OutputError at once) and replaced as one set when the run ends.
+    """
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat()
+    output = Path(output_dir)
+    check_output(output, Path(source), Path(cfg.cache_dir))
+    _check_cache(cfg.cache_dir)
     prior = load_textualizer(cfg.reference) if cfg.reference else None
     cfg = rendering_config(cfg, prior)  # unset options from the prior textualizer, or defaults
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    clips = discover_clips(source, cfg.labels, strict=cfg.strict)
+    found = discover(source, cfg.labels, strict=cfg.strict)
+    clips = found.clips
+    if prior is None:
+        PromptRenderer(cfg.template, cfg.modalities)  # template errors before any model check
     if all(is_text_only(clip) for clip in clips):  # nothing to extract: no model is checked
         plan = ExtractionPlan(
             "off", ModalityStatus(NO_STREAM, TEXT_ONLY_REASON), False, False, False
@@ -239,102 +212,111 @@ def textualize(source: str | Path, output_dir: str | Path, cfg: TextualizeConfig
         from textualize.ray_engine import require_ray
 
         require_ray()  # a missing extra fails now, with the pip command, not after the cached clips
-    if prior is None:
-        PromptRenderer(cfg.template, cfg.modalities)  # template errors before work
-
-    by_clip: dict[str, list[UnitFeatures]] = {}
-    progress = _progress(len(clips), cfg.progress)
-    for units in extract_units(clips, cfg, plan):
-        by_clip[units[0].clip.clip_id] = units
-        progress.update(1)
-        progress.set_postfix_str(units[0].clip.clip_id[-30:], refresh=False)
-    progress.close()
-
-    units = [u for c in clips for u in by_clip[c.clip_id]]  # input order, not completion order
-    extraction = extraction_identity(plan)
-    # A prior textualizer learns the baselines of speakers it has not met (label-free medians).
-    if prior:
-        textualizer = with_new_speakers(prior, units)
-    else:
-        textualizer = fit_textualizer(units, cfg, extraction, str(source))
-    notes = rendering_notes(textualizer, units, extraction if prior else None)
-    reference, renderer = textualizer.prosody, textualizer.renderer()
-    rows = [unit_row(u, renderer, reference, cfg.transcript_source) for u in units]
-    failures = [
-        {
-            "clip_id": u.clip.clip_id,
-            "path": u.clip.path,
-            "modality": m,
-            "status": s.status,
-            "reason": s.reason,
+    with locked(output):
+        by_clip = _extract(clips, cfg, plan)
+        units = [u for c in clips for u in by_clip[c.clip_id]]  # input order, not completion order
+        extraction = extraction_identity(plan)
+        # A prior textualizer learns the baselines of speakers it has not met (label-free medians).
+        if prior:
+            textualizer = with_new_speakers(prior, units)
+        else:
+            textualizer = fit_textualizer(units, cfg, extraction, str(source))
+        notes = rendering_notes(textualizer, units, extraction if prior else None)
+        reference, renderer = textualizer.prosody, textualizer.renderer()
+        rows = [unit_row(u, renderer, reference, cfg.transcript_source) for u in units]
+        failures = [
+            {
+                "clip_id": u.clip.clip_id,
+                "path": u.clip.path,
+                "modality": m,
+                "status": s.status,
+                "reason": s.reason,
+            }
+            for u in (by_clip[c.clip_id][0] for c in clips)
+            for m, s in u.status.items()
+            if is_gap(s.status)
+        ]
+        skipped = [  # entries of a source folder that are not clips, each with why
+            {
+                "clip_id": None,
+                "path": e.path,
+                "modality": None,
+                "status": "skipped",
+                "reason": e.reason,
+            }
+            for e in found.skipped
+        ]
+        stage_seconds: dict[str, float] = defaultdict(float)
+        for c in clips:
+            for stage, seconds in by_clip[c.clip_id][0].timings.items():
+                stage_seconds[stage] += seconds
+        first_units = [by_clip[c.clip_id][0] for c in clips]
+        computed_stages = [set(u.timings) - {"media"} - set(u.cached) for u in first_units]
+        summary = RunSummary(
+            clips=len(clips),
+            units=len(units),
+            computed=sum(
+                1 for u, todo in zip(first_units, computed_stages) if todo and not u.error
+            ),
+            cached=sum(
+                1
+                for u, todo in zip(first_units, computed_stages)
+                if not todo and not u.error and not is_text_only(u.clip)
+            ),
+            text_only=sum(1 for u in first_units if is_text_only(u.clip)),
+            failed=sum(1 for u in first_units if u.error),
+            modality_failures=sum(
+                1
+                for u in first_units
+                if not u.error
+                for s in u.status.values()
+                if s.status == FAILED
+            ),
+            gaps=len(failures),
+            skipped=len(skipped),
+            stage_seconds={k: round(v, 3) for k, v in sorted(stage_seconds.items())},
+            status_counts={
+                m: {s: sum(1 for u in first_units if u.status[m].status == s) for s in STATUSES}
+                for m in MODALITIES
+            }
+            if first_units
+            else {},
+            wall_seconds=round(time.perf_counter() - started, 3),
+            output_dir=str(output),
+        )
+        run = {
+            "command": " ".join(sys.argv),
+            "source": str(source),
+            "started_at": started_at,
+            "config": to_mapping(cfg),
+            "plan": {
+                "face": plan.face,
+                "face_status": plan.face_status.status,
+                "face_reason": plan.face_status.reason,
+                "stage_keys": plan.keys,
+            },
+            "prosody_reference": {
+                "source": reference.source,
+                "overall": reference.overall,
+                "speakers": sorted(reference.by_speaker),
+            },
+            "textualizer": {
+                "file": TEXTUALIZER_FILE,
+                "sha256": textualizer.sha256,
+                "reference": cfg.reference,  # None: fitted by this run
+                "fitted_on": to_mapping(textualizer.fitted_on),
+                "labels": list(textualizer.labels),
+                **notes,
+            },
+            "versions": _versions(),
+            "summary": to_mapping(summary),
         }
-        for u in (by_clip[c.clip_id][0] for c in clips)
-        for m, s in u.status.items()
-        if is_gap(s.status)
-    ]
-    _write_outputs(rows, failures, output)
-    textualizer.save(output / TEXTUALIZER_FILE)
-
-    stage_seconds: dict[str, float] = defaultdict(float)
-    for c in clips:
-        for stage, seconds in by_clip[c.clip_id][0].timings.items():
-            stage_seconds[stage] += seconds
-    first_units = [by_clip[c.clip_id][0] for c in clips]
-    computed_stages = [set(u.timings) - {"media"} - set(u.cached) for u in first_units]
-    summary = RunSummary(
-        clips=len(clips),
-        units=len(units),
-        computed=sum(1 for u, todo in zip(first_units, computed_stages) if todo and not u.error),
-        cached=sum(
-            1
-            for u, todo in zip(first_units, computed_stages)
-            if not todo and not u.error and not is_text_only(u.clip)
-        ),
-        text_only=sum(1 for u in first_units if is_text_only(u.clip)),
-        failed=sum(1 for u in first_units if u.error),
-        modality_failures=sum(
-            1 for u in first_units if not u.error for s in u.status.values() if s.status == FAILED
-        ),
-        gaps=len(failures),
-        stage_seconds={k: round(v, 3) for k, v in sorted(stage_seconds.items())},
-        status_counts={
-            m: {s: sum(1 for u in first_units if u.status[m].status == s) for s in STATUSES}
-            for m in MODALITIES
-        }
-        if first_units
-        else {},
-        wall_seconds=round(time.perf_counter() - started, 3),
-        output_dir=str(output),
-    )
-    run = {
-        "command": " ".join(sys.argv),
-        "source": str(source),
-        "started_at": started_at,
-        "config": to_mapping(cfg),
-        "plan": {
-            "face": plan.face,
-            "face_status": plan.face_status.status,
-            "face_reason": plan.face_status.reason,
-            "stage_keys": plan.keys,
-        },
-        "prosody_reference": {
-            "source": reference.source,
-            "overall": reference.overall,
-            "speakers": sorted(reference.by_speaker),
-        },
-        "textualizer": {
-            "file": TEXTUALIZER_FILE,
-            "sha256": textualizer.sha256,
-            "reference": cfg.reference,  # None: fitted by this run
-            "fitted_on": to_mapping(textualizer.fitted_on),
-            "labels": list(textualizer.labels),
-            **notes,
-        },
-        "versions": _versions(),
-        "summary": to_mapping(summary),
-    }
-    atomic_write(output / "run.json", json.dumps(run, indent=2, default=str).encode())
-    return summary
+        with replaced_whole(output) as folder:
+            _write_outputs(rows, failures + skipped, folder)
+            textualizer.save(folder / TEXTUALIZER_FILE)
+            run["outputs"] = digests(folder)
+            (folder / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
+        return summary
 
 
 def _progress(total: int, enabled: bool):
@@ -351,7 +333,9 @@ def format_summary(summary: RunSummary) -> str:
             f"{summary.clips} clips -> {summary.units} prompts in {summary.wall_seconds:.1f}s "
             f"({summary.computed} computed, {summary.cached} from cache, {summary.failed} unreadable, "
             f"{summary.modality_failures} modality failures"
-            + (f", {summary.text_only} text-only)" if summary.text_only else ")")
+            + (f", {summary.text_only} text-only" if summary.text_only else "")
+            + (f", {summary.skipped} skipped: not clips" if summary.skipped else "")
+            + ")"
         ),
     ]
     if summary.stage_seconds:

@@ -12,10 +12,14 @@ each chunk padded with ``chunk_margin_sec`` of context on both sides that is ana
 dropped, so peak memory depends on the chunk length, not on the audio length. Whole-clip
 functionals cannot be chunked; they are computed for audio up to ``functionals_max_sec`` and
 left NaN beyond it.
+
+``ProsodyConfig.identity`` names what changes the extracted bytes (openSMILE version, feature set,
+chunking); the summary thresholds only change words, so they are not part of it.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import re
 import warnings
@@ -112,6 +116,22 @@ class ProsodyConfig:
                 f"got {self.chunk_margin_sec}"
             )
 
+    def identity(self) -> dict:
+        """What changes the extracted LLDs and functionals: the cache key of the prosody stage,
+        its entry in ``run.json`` and (as text) ``ProsodyExtractor.version``. openSMILE runs on
+        one thread, so no device or thread count belongs here."""
+        try:
+            version = importlib.metadata.version("opensmile")
+        except importlib.metadata.PackageNotFoundError:
+            version = "absent"
+        return {
+            "opensmile": version,
+            "feature_set": self.feature_set,
+            "chunk_sec": self.chunk_sec,
+            "chunk_margin_sec": self.chunk_margin_sec,
+            "functionals_max_sec": self.functionals_max_sec,
+        }
+
 
 class ProsodyExtractor:
     """openSMILE LLD and functional extractors, built once and reused for every clip."""
@@ -137,11 +157,10 @@ class ProsodyExtractor:
             )
         self.lld_names: tuple[str, ...] = tuple(self._lld.feature_names)
         self.functional_names: tuple[str, ...] = tuple(self._functionals.feature_names)
-        self.version = (
-            f"opensmile-{opensmile.__version__}/{feature_set.name}"
-            f"/chunk{config.chunk_sec:g}+{config.chunk_margin_sec:g}s"
-            f"/func<={config.functionals_max_sec:g}s"
-        )
+        from textualize.speech import identity_text
+
+        self.identity = config.identity()
+        self.version = identity_text(self.identity)
 
     def extract(self, audio: np.ndarray, sample_rate: int = 16000) -> ProsodyTrack:
         """LLDs and functionals of a mono float waveform in [-1, 1].

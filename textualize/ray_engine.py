@@ -120,7 +120,7 @@ def probe_and_cpu_stages(row: dict, cfg: TextualizeConfig, plan: ExtractionPlan)
     """Ray task: probe one clip and run its CPU stages; openSMILE is built once per worker process."""
     if cfg not in _PROCESS_MODELS:
         limit_threads(1)
-        _PROCESS_MODELS[cfg] = Extractors(cfg, cpu_threads=1)
+        _PROCESS_MODELS[cfg] = Extractors(cfg)
     clip, models = pickle.loads(row["clip"]), _PROCESS_MODELS[cfg]
     desc = extract_clip(
         clip, cfg, stage_plan(plan, cpu_stages(plan)), models, StageCache(cfg.cache_dir)
@@ -134,8 +134,8 @@ class ModelStage:
     def __init__(self, stage: str, cfg: TextualizeConfig, plan: ExtractionPlan, cpu_threads: int):
         self.stage, self.cfg = stage, cfg
         self.plan = stage_plan(plan, (stage,))
-        limit_threads(cpu_threads)  # as the local engine's workers do: same threads, same bytes
-        self.models = Extractors(cfg, cpu_threads)
+        limit_threads(cpu_threads)  # the models' own thread counts are fixed by their stage configs
+        self.models = Extractors(cfg)
         self.cache = StageCache(cfg.cache_dir)
 
     def __call__(self, batch: dict) -> dict:

@@ -64,7 +64,7 @@ class VideoFrame:
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """What the container holds, read without decoding."""
+    """What the container holds, read without decoding (except to pick among audio streams)."""
 
     duration: float  # seconds of the selected span (after start/end are applied)
     has_video: bool
@@ -72,14 +72,20 @@ class MediaInfo:
     video_fps: float | None = None
     width: int | None = None
     height: int | None = None
-    audio_sample_rate: int | None = None
+    audio_sample_rate: int | None = None  # of the chosen audio stream
+    # Container-wide index of the audio stream the audio stages use: the default stream unless
+    # it is silent, else the first with signal (``media.choose_audio_stream``).
+    audio_stream: int | None = None
+    # Seconds of the span's audio that could not be decoded (damaged or cut-off file) and were
+    # filled with silence. None: not measured; probe does not decode, ``read_audio`` measures it.
+    audio_lost_seconds: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> MediaInfo:
-        return cls(**json.loads(text))
+        return cls(**json.loads(text))  # JSON cached before a field existed takes its default
 
 
 # The 20 action units py-feat predicts, with their FACS names.

@@ -16,6 +16,12 @@ but a log-probability good enough to pass its own filter.
 Models are looked up without touching the network when ``HF_HUB_OFFLINE`` is set (or the
 openai-whisper checkpoint is not in its cache), so a missing model fails within a second or two
 with a message that says what to download and that ``--whisper-model PATH`` points at it.
+
+Transcripts are deterministic for a given audio, configuration and device: decoding uses
+temperature 0 only (Whisper's fallback to higher temperatures samples at random, and
+CTranslate2's sampler cannot be re-seeded per clip), and the model computes on a fixed number of
+CPU threads. ``SpeechConfig.identity`` names everything that changes a transcript's bytes; it is
+the stage's cache key, its entry in ``run.json`` and, as text, ``Transcript.backend``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+
+# onnxruntime (faster-whisper's Silero VAD) otherwise writes a device id and a telemetry
+# database under ~/.cache/Microsoft; it reads this switch when it is first imported.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -30,7 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cer.fingerprints import model_fingerprint
+from cer.fingerprints import model_identity
 from textualize.records import Segment, Transcript, Word
 
 SAMPLE_RATE = 16_000  # Hz; what every Whisper model expects
@@ -73,11 +83,15 @@ class SpeechConfig:
     )
     word_timestamps: bool = field(default=True, metadata={"help": "keep per-word timestamps"})
     beam_size: int = field(default=5, metadata={"help": "beam width of the decoder"})
+    # Whisper's usual (0.0, 0.2, ..., 1.0) re-decodes a segment that fails its compression /
+    # log-probability checks by sampling, at random: two fresh runs disagreed on 4 of 48 clips.
     temperatures: tuple[float, ...] = field(
-        default=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+        default=(0.0,),
         metadata={
             "help": "decoding temperatures, tried in turn while a segment fails Whisper's "
-            "compression-ratio / log-probability checks; 0 alone = no sampling fallback"
+            "compression-ratio / log-probability checks; 0 alone (the default) never samples, "
+            "so the same audio always gives the same transcript. Values above 0 sample: "
+            "openai-whisper is seeded per clip, faster-whisper cannot be (results vary)"
         },
     )
     device: str = field(
@@ -115,6 +129,14 @@ class SpeechConfig:
         default=None,
         metadata={"help": "where named models are cached (default: the backend's own cache)"},
     )
+    threads: int = field(
+        default=1,
+        metadata={
+            "help": "CPU threads of the model. Float sums can differ in the last bit between "
+            "thread counts, so the count is fixed (not a share of the machine's cores): every "
+            "worker, engine and resumed run then computes the same bytes"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -125,6 +147,64 @@ class SpeechConfig:
             raise ValueError(f"temperatures must be non-negative, got {self.temperatures}")
         if self.batch_size < 0:
             raise ValueError(f"batch_size must be 0 (off) or positive, got {self.batch_size}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+
+    def identity(self) -> dict:
+        """Everything that changes this stage's transcripts: the cache key of the transcript
+        stage, its entry in ``run.json`` and (as text) ``Transcript.backend``. No model is
+        loaded; ``device`` and ``compute_type`` are resolved to what will actually run."""
+        library = "faster-whisper" if self.backend == "faster-whisper" else "openai-whisper"
+        device = resolve_device(self)
+        return {
+            "backend": f"{library}=={_package_version(library)}",
+            "model": model_identity(self.model),
+            "device": device,
+            "compute_type": resolve_compute_type(self, device),
+            "threads": self.threads,
+            "language": self.language,
+            "vad": self.vad,
+            "word_timestamps": self.word_timestamps,
+            "beam_size": self.beam_size,
+            "temperatures": list(self.temperatures),
+            "batch_size": self.batch_size,
+            "max_no_speech_prob": self.max_no_speech_prob,
+            "chunk_sec": CHUNK_SEC,
+        }
+
+
+def identity_text(identity: dict) -> str:
+    """One line naming a stage identity, e.g. ``backend=faster-whisper==1.2.1 model=... ...``."""
+    return " ".join(f"{key}={value}" for key, value in identity.items())
+
+
+def resolve_device(config: SpeechConfig) -> str:
+    """The device ``config.device`` means here: auto is cuda when the backend sees a GPU."""
+    if config.device != "auto":
+        return config.device
+    if config.backend == "faster-whisper":
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_compute_type(config: SpeechConfig, device: str) -> str:
+    """The precision the model computes in on ``device``."""
+    if config.backend == "openai-whisper":
+        return "float16" if device == "cuda" else "float32"  # what transcribe(fp16=...) uses
+    if config.compute_type != "auto":
+        return config.compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 class TranscriberUnavailable(RuntimeError):
@@ -132,7 +212,7 @@ class TranscriberUnavailable(RuntimeError):
 
 
 class Transcriber(Protocol):
-    version: str  # backend + library version + model identity + decoding options
+    version: str  # identity_text(config.identity()): what the transcripts were computed with
 
     def transcribe(self, audio: np.ndarray) -> Transcript: ...
 
@@ -148,24 +228,23 @@ def bundled_whisper_model() -> str | None:
     return str(path) if (path / "model.bin").is_file() else None
 
 
-def load_transcriber(config: SpeechConfig, *, cpu_threads: int = 0) -> Transcriber:
+def load_transcriber(config: SpeechConfig) -> Transcriber:
     """Load the model ONCE (the pipeline calls this once per worker). A missing model or weights
     raises TranscriberUnavailable fast, naming what to download and the ``--whisper-model`` flag.
 
-    ``cpu_threads`` > 0 caps the threads the model uses on CPU (for openai-whisper this sets
-    torch's thread count for the whole process, which is what a worker wants).
+    The model computes on ``config.threads`` CPU threads (for openai-whisper this sets torch's
+    thread count for the whole process, which is what a worker wants).
     """
     if config.backend == "faster-whisper":
-        return FasterWhisperTranscriber(config, cpu_threads=cpu_threads)
-    return OpenAIWhisperTranscriber(config, cpu_threads=cpu_threads)
+        return FasterWhisperTranscriber(config)
+    return OpenAIWhisperTranscriber(config)
 
 
 class FasterWhisperTranscriber:
     """faster-whisper (CTranslate2) behind the ``Transcriber`` protocol."""
 
-    def __init__(self, config: SpeechConfig, *, cpu_threads: int = 0) -> None:
+    def __init__(self, config: SpeechConfig) -> None:
         try:
-            import ctranslate2
             import faster_whisper
         except ImportError as err:
             raise TranscriberUnavailable(
@@ -174,15 +253,11 @@ class FasterWhisperTranscriber:
             ) from err
         self.config = config
         model_dir = _faster_whisper_model_dir(config)
-        device = config.device
-        if device == "auto":
-            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-        compute_type = config.compute_type
-        if compute_type == "auto":
-            compute_type = "float16" if device == "cuda" else "int8"
+        identity = config.identity()
+        device, compute_type = identity["device"], identity["compute_type"]
         try:
             self.model = faster_whisper.WhisperModel(
-                model_dir, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+                model_dir, device=device, compute_type=compute_type, cpu_threads=config.threads
             )
         except (RuntimeError, ValueError, OSError) as err:
             raise TranscriberUnavailable(
@@ -196,9 +271,7 @@ class FasterWhisperTranscriber:
         self.pipeline = (
             faster_whisper.BatchedInferencePipeline(self.model) if config.batch_size > 0 else None
         )
-        self.version = _version(
-            "faster-whisper", faster_whisper.__version__, config, model_dir, compute_type
-        )
+        self.version = identity_text(identity)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         audio = _check_audio(audio)
@@ -240,7 +313,7 @@ class FasterWhisperTranscriber:
 class OpenAIWhisperTranscriber:
     """openai-whisper (PyTorch), the paper's reference, behind the ``Transcriber`` protocol."""
 
-    def __init__(self, config: SpeechConfig, *, cpu_threads: int = 0) -> None:
+    def __init__(self, config: SpeechConfig) -> None:
         name = os.path.expanduser(config.model)
         if _looks_like_path(name) and not os.path.isfile(name):  # before a 2-second torch import
             raise TranscriberUnavailable(
@@ -257,11 +330,9 @@ class OpenAIWhisperTranscriber:
             ) from err
         self.config = config
         checkpoint = _openai_whisper_checkpoint(config, whisper)
-        device = config.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if cpu_threads > 0:
-            torch.set_num_threads(cpu_threads)
+        identity = config.identity()
+        device = identity["device"]
+        torch.set_num_threads(config.threads)
         try:
             self.model = whisper.load_model(
                 checkpoint, device=device, download_root=config.download_root
@@ -272,19 +343,12 @@ class OpenAIWhisperTranscriber:
                 "checkpoint saved by openai-whisper (a .pt file with 'dims' and "
                 "'model_state_dict')."
             ) from err
-        if not os.path.isfile(checkpoint):  # a name load_model has just downloaded
-            checkpoint = _openai_whisper_cache_file(config, whisper)
         self.language = config.language or (None if self.model.is_multilingual else "en")
-        self.fp16 = device == "cuda"
-        self.version = _version(
-            "openai-whisper",
-            importlib.metadata.version("openai-whisper"),
-            config,
-            checkpoint,
-            "float16" if self.fp16 else "float32",
-        )
+        self.fp16 = identity["compute_type"] == "float16"
+        self.version = identity_text(identity)
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
+        import torch
         import whisper
 
         audio = _check_audio(audio)
@@ -293,17 +357,21 @@ class OpenAIWhisperTranscriber:
             clips = [t for start, end in speech_regions(audio) for t in (start, end)]
         if audio.size == 0 or (self.config.vad and not clips):
             return Transcript(text="", language=self.language, backend=self.version)
-        result = whisper.transcribe(
-            self.model,
-            audio,
-            verbose=None,
-            language=self.config.language,
-            beam_size=self.config.beam_size,
-            temperature=tuple(self.config.temperatures),
-            word_timestamps=self.config.word_timestamps,
-            clip_timestamps=clips or "0",
-            fp16=self.fp16,
-        )
+        # A sampling fallback (temperatures above 0) draws from torch's generator: seeded
+        # per clip, so a clip's transcript does not depend on the clips decoded before it.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            result = whisper.transcribe(
+                self.model,
+                audio,
+                verbose=None,
+                language=self.config.language,
+                beam_size=self.config.beam_size,
+                temperature=tuple(self.config.temperatures),
+                word_timestamps=self.config.word_timestamps,
+                clip_timestamps=clips or "0",
+                fp16=self.fp16,
+            )
         raw = [
             (
                 s["start"],
@@ -493,19 +561,6 @@ def _openai_whisper_cache_file(config: SpeechConfig, whisper: Any) -> str:
         os.getenv("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "whisper"
     )
     return os.path.join(root, os.path.basename(whisper._MODELS[config.model]))
-
-
-def _version(
-    backend: str, library: str, config: SpeechConfig, model_path: str, precision: str
-) -> str:
-    path = Path(os.path.expanduser(config.model))
-    label = "/".join(path.resolve().parts[-2:]) if path.exists() else config.model
-    return (
-        f"{backend}=={library} model={label}#{model_fingerprint(model_path)} {precision} "
-        f"beam={config.beam_size} temperatures={','.join(map(str, config.temperatures))} vad={config.vad} words={config.word_timestamps} "
-        f"language={config.language or 'auto'} batch={config.batch_size} "
-        f"max_no_speech={config.max_no_speech_prob}"
-    )
 
 
 def check_transcriber(config: SpeechConfig) -> None:

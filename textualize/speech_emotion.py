@@ -11,19 +11,23 @@ The kind comes from the model's ``problem_type`` ("regression" is dimensional) o
 unset, from its labels (all of arousal/valence/dominance is dimensional). A checkpoint whose
 classification head is not in its weights (a bare wav2vec2, or a custom head that
 ``AutoModelForAudioClassification`` does not know) is refused: its scores would be random.
+
+``SpeechEmotionConfig.identity`` names what changes the scores (model, kind, device, threads,
+transformers and torch versions): the stage's cache key, its entry in ``run.json`` and, as text,
+``SpeechEmotion.model``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from cer.fingerprints import model_fingerprint
+from cer.fingerprints import model_identity
 from textualize.records import SpeechEmotion
-from textualize.speech import hub_offline
+from textualize.speech import hub_offline, identity_text
 
 MODEL_FLAG = "--speech-emotion-model"
 KINDS = ("auto", "categorical", "dimensional")
@@ -58,9 +62,46 @@ class SpeechEmotionConfig:
         },
     )
 
+    threads: int = field(
+        default=1,
+        metadata={
+            "help": "torch CPU threads, fixed so that every worker and engine computes the same "
+            "bytes (float sums can differ in the last bit between thread counts)"
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown speech-emotion kind {self.kind!r}; use one of {KINDS}")
+
+    def identity(self) -> dict:
+        """Everything that changes this stage's scores: the cache key of the speech-emotion
+        stage, its entry in ``run.json`` and (as text) ``SpeechEmotion.model``. No model is
+        loaded; ``device`` is resolved to what will actually run."""
+        return {
+            "transformers": _package_version("transformers"),
+            "torch": _package_version("torch"),
+            "model": model_identity(self.model),
+            "kind": self.kind,
+            "device": resolve_device(self.device),
+            "threads": self.threads,
+        }
+
+
+def resolve_device(device: str) -> str:
+    """The torch device ``device`` means here: auto is cuda when torch sees a GPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 class SpeechEmotionUnavailable(RuntimeError):
@@ -77,7 +118,6 @@ class SpeechEmotionModel:
             )
         try:
             import torch
-            import transformers
             from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
         except ImportError as err:
             raise SpeechEmotionUnavailable(
@@ -117,23 +157,14 @@ class SpeechEmotionModel:
             raise SpeechEmotionUnavailable(
                 f"cannot load speech-emotion {where} {name!r}: {cause}. {_how_to_get_one()}"
             ) from err
-        device = config.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = device
-        self.model.to(device).eval()
+        self.identity = config.identity()
+        self.device = self.identity["device"]
+        torch.set_num_threads(config.threads)
+        self.model.to(self.device).eval()
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
         self.kind = config.kind if config.kind != "auto" else _kind_of(self.model.config)
         self.sampling_rate = int(getattr(self.extractor, "sampling_rate", 16_000))
-        label = "/".join(Path(name).resolve().parts[-2:]) if local else name
-        identity = (
-            model_fingerprint(name)
-            if local
-            else getattr(self.model.config, "_commit_hash", None) or "hub"
-        )
-        self.version = (
-            f"transformers=={transformers.__version__} model={label}#{identity} kind={self.kind}"
-        )
+        self.version = identity_text(self.identity)
 
     def predict(self, audio: np.ndarray, sample_rate: int = 16_000) -> SpeechEmotion:
         """Scores for one mono clip: probabilities per label, or raw values per dimension."""

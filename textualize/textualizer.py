@@ -270,16 +270,11 @@ def rendering_config(
 
 
 def extraction_identity(plan: ExtractionPlan) -> dict[str, dict]:
-    """The cache keys of the stages ``plan`` runs: what the descriptors were computed with."""
-    enabled = {
-        "face": plan.face != "off",
-        "prosody": plan.prosody,
-        "transcript": plan.transcript,
-        "speech_emotion": plan.speech_emotion,
-    }
-    out = {stage: dict(plan.keys.get(stage, {})) for stage, on in enabled.items() if on}
-    if "face" in out:
-        out["face"]["source"] = plan.face
+    """The identities of the descriptor stages ``plan`` runs (``plan.keys``, which holds a key
+    for each stage that runs), and where the faces come from."""
+    out = {s: dict(key) for s, key in plan.keys.items() if s not in ("media", "face")}
+    if plan.face != "off":
+        out["face"] = {**plan.keys.get("face", {}), "source": plan.face}
     return _plain(out)
 
 
