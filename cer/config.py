@@ -16,6 +16,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cer.command_line import closest
+
 T = TypeVar("T")
 
 
@@ -46,27 +48,39 @@ def _parse_bool(text: str) -> bool:
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per dataclass field; defaults are shown but not applied (see ``resolve``)."""
+    """Add one ``--flag`` per dataclass field; defaults are shown but not applied (see ``resolve``).
+
+    Booleans are ``--flag`` / ``--no-flag``, lists take space-separated values, choices are listed
+    in the help. ``metadata={"aliases": ("other_name",)}`` adds ``--other-name`` and accepts
+    ``other_name:`` in YAML (the first alias is the flag shown first).
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
         tp, _ = _base_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
+        names = (*f.metadata.get("aliases", ()), f.name)
+        flags = ["--" + name.replace("_", "-") for name in names]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f.metadata.get("help", "")
-        help_text += f" (default: {default!r})" if default not in (None, (), "") else ""
+        notes = []
+        if "choices" in f.metadata:
+            notes.append("one of: " + ", ".join(map(str, f.metadata["choices"])))
+        if isinstance(default, tuple) and default:
+            notes.append(f"default: {' '.join(map(str, default))}")
+        elif default not in (None, (), ""):
+            notes.append(f"default: {default!r}")
+        help_text = f.metadata.get("help", "") + (f" ({'; '.join(notes)})" if notes else "")
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if tp is bool:
-            kwargs.update(type=_parse_bool, nargs="?", const=True, metavar="BOOL")
+            kwargs.update(action=argparse.BooleanOptionalAction)
         elif _is_tuple(tp):
             inner = typing.get_args(tp)[0] if typing.get_args(tp) else str
-            kwargs.update(type=inner, nargs="*", metavar=f.name.upper())
+            kwargs.update(type=inner, nargs="+", metavar=names[0].upper())
         else:
-            kwargs.update(type=tp if tp in (int, float, str) else str, metavar=f.name.upper())
-        parser.add_argument(flag, **kwargs)
+            kwargs.update(type=tp if tp in (int, float, str) else str, metavar=names[0].upper())
+        parser.add_argument(*flags, **kwargs)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -83,16 +97,31 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def unknown_keys_message(unknown: list[str], valid: set[str], source: str) -> str:
+    """``unknown option(s) in SOURCE: templat (did you mean template?); valid options are: ...``"""
+    named = []
+    for key in unknown:
+        guess = closest(key, valid)
+        named.append(f"{key} (did you mean {guess}?)" if guess else key)
+    return f"unknown option(s) in {source}: {', '.join(named)}; valid options are: " + ", ".join(
+        sorted(valid)
+    )
+
+
 def from_mapping(cls: type[T], values: dict[str, Any], *, source: str = "config") -> T:
     """Build ``cls`` from a flat mapping; unknown keys and bad types are errors naming the key."""
     names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    normalised = {str(k).replace("-", "_"): v for k, v in values.items()}
+    aliases = {
+        alias: f.name
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        for alias in f.metadata.get("aliases", ())
+    }
+    normalised = {
+        aliases.get(k, k): v for k, v in ((str(k).replace("-", "_"), v) for k, v in values.items())
+    }
     unknown = sorted(set(normalised) - names)
     if unknown:
-        raise ConfigError(
-            f"unknown option(s) in {source}: {', '.join(unknown)}; valid options are: "
-            + ", ".join(sorted(names))
-        )
+        raise ConfigError(unknown_keys_message(unknown, names | set(aliases), source))
     hints = typing.get_type_hints(cls)
     fields_by_name = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     coerced = {}

@@ -19,16 +19,26 @@ def add_parser(subparsers) -> None:
         description="Check a dataset release, write a clip manifest and splits that "
         "`cer textualize` "
         "and the trainers read directly, print a dataset card, or check splits for leakage.",
+        examples=[
+            "cer data card meld",
+            "cer data prepare meld /data/MELD.Raw runs/meld-prepared",
+            "cer data check runs/meld-prepared",
+        ],
     )
-    sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    sub = data.add_commands(dest="data_command")
 
     prepare = sub.add_parser(
         "prepare",
         help="prepare a dataset release into an output folder",
         description=f"Writes {_OUTPUT_FILES} into OUTPUT. Re-running does only "
         "new work (clips added, segments changed).",
+        examples=[
+            "cer data prepare meld /data/MELD.Raw runs/meld-prepared",
+            "cer data prepare cexprdb /data/C-EXPR-DB runs/cexprdb-prepared --folds 5",
+            "cer data prepare folder runs/mine --clips my_videos/ --labels labels.csv",
+        ],
     )
-    which = prepare.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    which = prepare.add_commands(dest="dataset", metavar="DATASET")
 
     meld = which.add_parser(
         "meld",
@@ -36,6 +46,11 @@ def add_parser(subparsers) -> None:
         description="Pair each utterance of the MELD CSVs with its clip, repair the "
         "text, keep speaker and dialogue context. Missing and undecodable clips are "
         "listed in failures.jsonl. The card: `cer data card meld`.",
+        examples=[
+            "cer data prepare meld /data/MELD.Raw runs/meld-prepared",
+            "cer data prepare meld /data/MELD.Raw runs/meld-text --text-only --context-turns 5",
+            "cer data prepare meld /data/MELD.Raw runs/meld-prepared --clips-dir dev=/data/dev",
+        ],
     )
     meld.add_argument("release_dir", metavar="RELEASE", help="unpacked MELD.Raw folder")
     meld.add_argument("output_dir", metavar="OUTPUT", help="folder for the prepared dataset")
@@ -49,6 +64,10 @@ def add_parser(subparsers) -> None:
         description="Cut the annotated segments of each video into clips "
         "(re-encoded, frame-accurate, audio kept) and write the reference 5-fold "
         "and the video-disjoint protocols. The card: `cer data card cexprdb`.",
+        examples=[
+            "cer data prepare cexprdb /data/C-EXPR-DB runs/cexprdb-prepared",
+            "cer data prepare cexprdb /data/C-EXPR-DB runs/cexprdb-prepared --folds 4 --seed 1",
+        ],
     )
     cexpr.add_argument("release_dir", metavar="RELEASE", help="folder with videos/ and annotation/")
     cexpr.add_argument("output_dir", metavar="OUTPUT", help="folder for the prepared dataset")
@@ -61,7 +80,12 @@ def add_parser(subparsers) -> None:
         help="any folder of clips + labels CSV",
         description="Prepare your own dataset: a folder of clips and a CSV with "
         "at least file and label columns, optionally described by a card. "
-        "The format: `cer data card folder`.",
+        "The format: `cer data card folder`. Folds, validation share and seed of the "
+        "protocol come from the card (folds:, val_fraction:, seed:).",
+        examples=[
+            "cer data prepare folder runs/mine --clips my_videos/ --labels labels.csv",
+            "cer data prepare folder runs/mine --card my_dataset.md --name mine",
+        ],
     )
     folder.add_argument("output_dir", metavar="OUTPUT", help="folder for the prepared dataset")
     folder.add_argument("--clips", help="folder of clips (default: the card's clips_dir)")
@@ -76,12 +100,20 @@ def add_parser(subparsers) -> None:
         description="Print a dataset card: "
         "what the data is, its layout, licence, citation, known problems and "
         "protocols. NAME is meld, cexprdb, folder or the path of your own card.",
+        examples=[
+            "cer data card                  # list the cards",
+            "cer data card meld",
+            "cer data card cexprdb --front-matter",
+        ],
     )
     card.add_argument(
         "name", metavar="NAME", nargs="?", help="card name or path (omit to list cards)"
     )
     card.add_argument(
-        "--front-matter", action="store_true", help="print only the machine-readable part as JSON"
+        "--front-matter",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="print only the machine-readable part as JSON",
     )
     card.set_defaults(func=_run_card)
 
@@ -91,6 +123,10 @@ def add_parser(subparsers) -> None:
         description="Check the splits of a prepared folder: exit status 1 and a "
         "list of folds when any source video (or clip) appears in two of train, "
         "val and test. The reference C-EXPR-DB protocol fails by design.",
+        examples=[
+            "cer data check runs/cexprdb-prepared",
+            "cer data check runs/cexprdb-prepared --protocol video-disjoint",
+        ],
     )
     check.add_argument(
         "prepared_dir", metavar="PREPARED", help="output folder of `cer data prepare`"
@@ -124,7 +160,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
     try:
         options = resolve(args.options_class, args, config_file=args.config)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"cer data prepare: error: {err}", file=sys.stderr)
         return 2
     try:
         if args.dataset == "meld":
@@ -136,7 +172,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
             prepared = prepare_cexprdb(args.release_dir, args.output_dir, options)
     except DataCardError as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"cer data prepare: error: {_one_line(err)}", file=sys.stderr)
         return 2
     return _report(prepared)
 
@@ -153,7 +189,7 @@ def _report(prepared) -> int:
     by_reason = prepared.report.get("failures_by_reason", {})
     reasons = ", ".join(f"{n} {r}" for r, n in by_reason.items()) or "no rows"
     print(
-        f"error: no usable clip in {prepared.output_dir} ({reasons}); see {prepared.failures_path}",
+        f"cer data prepare: error: no usable clip in {prepared.output_dir} ({reasons}); see {prepared.failures_path}",
         file=sys.stderr,
     )
     return 1
@@ -168,9 +204,17 @@ def _run_prepare_folder(args: argparse.Namespace) -> int:
             args.clips, args.labels, args.output_dir, card=args.card, name=args.name
         )
     except DataCardError as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"cer data prepare folder: error: {_as_card_keys(_one_line(err))}", file=sys.stderr)
         return 2
     return _report(prepared)
+
+
+def _as_card_keys(message: str) -> str:
+    """The folder command reads its protocol settings from the card, not from flags."""
+    if "lower --folds" not in message:
+        return message
+    message = message.replace("lower --folds", "lower folds:")
+    return message.replace("--val-fraction", "val_fraction:") + " in your card (--card)"
 
 
 def _run_card(args: argparse.Namespace) -> int:
@@ -185,7 +229,7 @@ def _run_card(args: argparse.Namespace) -> int:
     try:
         card = load_card(args.name)
     except CardError as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"cer data card: error: {_one_line(err)}", file=sys.stderr)
         return 2
     print(json.dumps(card.meta, indent=2, ensure_ascii=False) if args.front_matter else card.text())
     return 0
@@ -201,7 +245,7 @@ def _run_check(args: argparse.Namespace) -> int:
         print(f"LEAKAGE: {err}", file=sys.stderr)
         return 1
     except DataCardError as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"cer data check: error: {_one_line(err)}", file=sys.stderr)
         return 2
     scope = f"protocol {args.protocol}" if args.protocol else "all protocols"
     print(f"no leakage in {scope} of {args.prepared_dir}")

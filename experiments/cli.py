@@ -1,7 +1,7 @@
 """``cer experiment``: run a whole study from one YAML file, rebuild its report, list shipped studies.
 
 cer experiment run experiments/studies/synthetic.yaml
-cer experiment run experiments/studies/meld.yaml --arms bert_T,fusion_early
+cer experiment run experiments/studies/meld.yaml --arms bert_T fusion_early
 cer experiment report runs/studies/synthetic --notebook
 cer experiment list
 """
@@ -9,16 +9,13 @@ cer experiment list
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 
-_RUN_EPILOG = """examples:
-  cer experiment run experiments/studies/synthetic.yaml        # laptop CPU, a few minutes
-  cer experiment run experiments/studies/meld.yaml --arms bert_T,zeroshot_floor
-  cer experiment run my_study.yaml --output-dir runs/studies/try2 --force
-
+_RUN_EPILOG = """\
 A second run skips every stage whose inputs did not change (prepared data, prompt variants,
 finished arms, report), so an interrupted study resumes and a new arm costs only its training.
 Relative paths in the YAML are resolved against the current directory.
@@ -32,56 +29,67 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="A study names a dataset and protocol, textualization settings, the arms to "
         "compare (fine-tuned text models, feature-fusion baselines, a zero-shot floor) and the "
         "seeds; `run` does every stage and writes a comparative report.",
+        examples=[
+            "cer experiment list",
+            "cer experiment run experiments/studies/synthetic.yaml",
+            "cer experiment report runs/studies/synthetic --notebook",
+        ],
     )
-    sub = parser.add_subparsers(dest="experiment_command", metavar="ACTION")
+    sub = parser.add_commands(dest="experiment_command")
     run = sub.add_parser(
         "run",
         help="run or resume a study",
         description="Prepare the data, textualize each prompt variant once (one shared "
         "extraction cache), train every arm, then write statistics and the report.",
         epilog=_RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=[
+            "cer experiment run experiments/studies/synthetic.yaml        # laptop CPU, minutes",
+            "cer experiment run experiments/studies/meld.yaml --arms bert_T zeroshot_floor",
+            "cer experiment run my_study.yaml --output-dir runs/studies/try2 --force",
+        ],
     )
     run.add_argument("study", metavar="STUDY.yaml", help="study file (see `cer experiment list`)")
-    run.add_argument("--arms", metavar="A,B", help="train only these arms (comma-separated)")
+    run.add_argument(
+        "--arms",
+        nargs="+",
+        metavar="ARM",
+        help="train only these arms (space-separated; see the study's arms:)",
+    )
     run.add_argument(
         "--force",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="redo every stage and arm (the per-clip extraction cache is still reused)",
     )
     run.add_argument("--output-dir", metavar="DIR", help="study folder (overrides output_dir)")
-    run.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    run.set_defaults(func=run_command)
+    run.set_defaults(func=run_command, default_log_level=logging.INFO)
 
     report = sub.add_parser(
         "report",
         help="rebuild the statistics and report of a study folder",
         description="Recompute STUDY/results and write STUDY/report/report.md with figures; "
         "--notebook also executes the analysis notebook into report.html.",
-        epilog="example:\n  cer experiment report runs/studies/synthetic --notebook",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=[
+            "cer experiment report runs/studies/synthetic",
+            "cer experiment report runs/studies/synthetic --notebook   # also report.html",
+        ],
     )
     report.add_argument("study_dir", metavar="STUDY_DIR", help="folder written by `run`")
-    report.add_argument("--notebook", action="store_true", help="also run the notebook (HTML)")
+    report.add_argument(
+        "--notebook",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also run the notebook (HTML)",
+    )
     report.set_defaults(func=report_command)
 
     listing = sub.add_parser(
         "list",
         help="list the shipped studies",
         description=f"Studies shipped in {STUDIES_DIR}, with their first comment line.",
+        examples=["cer experiment list", "cer experiment list | grep meld"],
     )
     listing.set_defaults(func=list_command)
-    parser.set_defaults(func=lambda args: parser.print_help() or 2)
-
-
-def _configure_logging(quiet: bool) -> None:
-    import logging
-
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -90,8 +98,8 @@ def run_command(args: argparse.Namespace) -> int:
     from experiments.runner import StudyError, run_study
     from experiments.study import load_study
 
-    _configure_logging(args.quiet)
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()] if args.arms else None
+    # Commas too: `--arms a,b` was the spelling before lists became space-separated.
+    arms = [a for arg in args.arms for a in arg.split(",") if a] if args.arms else None
     try:
         study = load_study(args.study, output_dir=args.output_dir)
         outcome = run_study(study, only_arms=arms, force=args.force)

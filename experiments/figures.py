@@ -8,7 +8,7 @@ hatched and explained in a footnote: such a score is not evidence about that mod
 
 from __future__ import annotations
 
-import re
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
     from experiments.stats import ArmResult, StudyResults
 
-MODALITY_ORDER = "TVA"  # text, video (face), audio (prosody)
+MODALITY_ORDER = "TVA"
+PAGE_WIDTH = 9.0  # inches: a figure this wide shows at page width without scaling text down
+PNG_DPI = 160  # text, video (face), audio (prosody)
 THIN_HATCH = "//"
 
 
@@ -34,36 +36,58 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(figure: Figure, stem: Path) -> tuple[Path, Path]:
-    """Write ``stem.png`` (150 dpi) and ``stem.svg``; returns both paths."""
+    """Write ``stem.png`` (``PNG_DPI``) and ``stem.svg``; returns both paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    figure.savefig(png, dpi=150)
+    figure.savefig(png, dpi=PNG_DPI)
     figure.savefig(svg)
     return png, svg
 
 
+def chance_scores(results: StudyResults) -> dict[str, float]:
+    """Scores of guessing every label equally often, at the class shares of the evaluated rows
+    (pooled over arms): accuracy 1/K; per class, precision is the class share and recall 1/K."""
+    support: dict[str, int] = {}
+    for arm in results.arms:
+        for c in arm.levels["rows"].per_class:
+            support[c.label] = support.get(c.label, 0) + c.support
+    total = sum(support.values())
+    if not total:
+        return {}
+    guess = 1 / len(support)
+    shares = np.array([n / total for n in support.values()])
+    f1 = np.divide(2 * shares * guess, shares + guess, out=np.zeros_like(shares), where=shares > 0)
+    return {"accuracy": guess, "macro_f1": float(f1.mean()), "weighted_f1": float(shares @ f1)}
+
+
 def score_figure(results: StudyResults) -> Figure | None:
-    """Macro and weighted F1 per arm, bars at the mean, error bars one std over runs."""
+    """Macro F1 and accuracy per arm: bars at the mean over runs, whiskers the bootstrap 95%
+    interval, a dashed line at chance (uniform guessing)."""
     if not results.arms:
         return None
-    names = [arm.name for arm in results.arms]
-    x = np.arange(len(names))
-    figure = new_figure(max(4.0, 1.1 * len(names) + 1.5), 3.6)
-    ax = figure.add_subplot()
-    for offset, metric, title in (
-        (-0.2, "macro_f1", "macro F1"),
-        (0.2, "weighted_f1", "weighted F1"),
+    arms = list(reversed(results.arms))  # first arm on top
+    y = np.arange(len(arms))
+    chance = chance_scores(results)
+    figure = new_figure(PAGE_WIDTH, 0.42 * len(arms) + 1.5)
+    axes = figure.subplots(1, 2, sharey=True)
+    for ax, (metric, title), colour in zip(
+        axes, (("macro_f1", "macro F1"), ("accuracy", "accuracy")), ("C0", "C1")
     ):
-        scores = [arm.score(metric) for arm in results.arms]
-        bars = ax.bar(x + offset, [s.mean for s in scores], 0.4, yerr=[s.std for s in scores],
-                      capsize=3, label=title)  # fmt: skip
-        _hatch_thin(bars, results.arms)
-    ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("score (mean ± std over runs)")
-    _legend(ax, results.arms)
-    ax.set_title("F1 per arm")
-    _footnote(figure, results.arms)
+        scores = [arm.score(metric) for arm in arms]
+        bars = ax.barh(y, [s.mean for s in scores], 0.6, xerr=_interval(scores), capsize=3,
+                       color=colour, error_kw={"elinewidth": 1.2})  # fmt: skip
+        _hatch_thin(bars, arms)
+        for yi, s in zip(y, scores):
+            ax.text(min(s.ci_high, 1.0) + 0.015, yi, f"{s.mean:.2f}", va="center", fontsize=8)
+        _chance_line(ax, chance.get(metric), vertical=True)
+        ax.set_xlim(0, 1.12)
+        ax.set_xlabel(f"{title} (mean; whiskers: 95% CI)")
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, [arm.name for arm in arms])
+    if any(arm.info.thin_modalities() for arm in arms):
+        _legend(axes[1], arms)
+    _footnote(figure, arms)
     return figure
 
 
@@ -76,39 +100,70 @@ def per_class_figure(results: StudyResults) -> Figure | None:
     for i, arm in enumerate(results.arms):
         for row in arm.levels["rows"].per_class:
             matrix[i, labels.index(row.label)] = row.f1
-    figure = new_figure(max(4.0, 0.9 * len(labels) + 2.5), max(2.5, 0.5 * len(results.arms) + 1.5))
+    width = min(PAGE_WIDTH, max(5.5, 0.9 * len(labels) + 3.5))
+    figure = new_figure(width, max(2.5, 0.42 * len(results.arms) + 1.8))
     ax = figure.add_subplot()
     image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     _annotate(ax, matrix)
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 5 else 0,
+                  ha="right" if len(labels) > 5 else "center")  # fmt: skip
     ax.set_yticks(range(len(results.arms)), [arm.name for arm in results.arms])
-    ax.set_title("per-class F1 (mean over runs)")
-    figure.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_xlabel("gold label")
+    figure.colorbar(image, ax=ax, shrink=0.8, label="F1 (mean over runs)")
     return figure
 
 
 def confusion_figure(arm: ArmResult, level: str = "rows") -> Figure:
-    """Confusion matrix summed over runs, each gold row normalised to sum to 1."""
-    summary = arm.levels[level]
-    counts = np.asarray(summary.confusion, dtype=float)
-    totals = counts.sum(axis=1, keepdims=True)
-    normalised = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    size = 0.6 * len(summary.labels) + 2.0
-    figure = new_figure(size + 0.8, size)
-    ax = figure.add_subplot()
-    image = ax.imshow(normalised, vmin=0, vmax=1, cmap="Blues")
-    _annotate(ax, normalised, dark_high=True)
-    ax.set_xticks(range(len(summary.labels)), summary.labels, rotation=30, ha="right")
-    ax.set_yticks(range(len(summary.labels)), summary.labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    ax.set_title(f"{arm.name} ({arm.runs} run{'s' * (arm.runs > 1)}, row-normalised)")
-    figure.colorbar(image, ax=ax, shrink=0.8)
+    """One arm's confusion matrix summed over runs: counts and row percentages."""
+    figure = new_figure(*_confusion_size(len(arm.levels[level].labels), 1))
+    _draw_confusion(figure.add_subplot(), arm, level)
     return figure
 
 
+def confusion_grid(results: StudyResults, level: str = "rows") -> Figure | None:
+    """Every arm's confusion matrix side by side, as many per row as fit at page width."""
+    if not results.arms:
+        return None
+    labels = len(results.labels)
+    columns = min(len(results.arms), 3 if labels <= 4 else 2 if labels <= 7 else 1)
+    rows = -(-len(results.arms) // columns)
+    figure = new_figure(*_confusion_size(labels, columns, rows))
+    for i, arm in enumerate(results.arms):
+        _draw_confusion(figure.add_subplot(rows, columns, i + 1), arm, level)
+    return figure
+
+
+def _confusion_size(labels: int, columns: int, rows: int = 1) -> tuple[float, float]:
+    cell = min(0.75, (PAGE_WIDTH / columns - 1.6) / max(labels, 1))
+    side = cell * labels + 1.6
+    return min(PAGE_WIDTH, side * columns), (side + 0.3) * rows
+
+
+def _draw_confusion(ax, arm: ArmResult, level: str) -> None:
+    summary = arm.levels[level]
+    counts = np.asarray(summary.confusion, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    ax.imshow(share, vmin=0, vmax=1, cmap="Blues")
+    if counts.size <= 400:
+        small = 9 if len(summary.labels) <= 4 else 7
+        for (i, j), n in np.ndenumerate(counts):
+            colour = "white" if share[i, j] > 0.55 else "black"
+            ax.text(j, i, f"{int(n)}\n{share[i, j]:.0%}", ha="center", va="center",
+                    fontsize=small, color=colour)  # fmt: skip
+    ticks = range(len(summary.labels))
+    ax.set_xticks(ticks, summary.labels, rotation=30 if len(summary.labels) > 3 else 0,
+                  ha="right" if len(summary.labels) > 3 else "center", fontsize=8)  # fmt: skip
+    ax.set_yticks(ticks, summary.labels, fontsize=8)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("gold", fontsize=8)
+    runs = f"{arm.runs} run{'s' * (arm.runs > 1)}"
+    ax.set_title(textwrap.fill(f"{arm.name} ({runs})", 28), fontsize=9)
+
+
 def modality_figure(results: StudyResults) -> Figure | None:
-    """Macro F1 by modality subset (T, TA, TV, TVA ...), one bar per model family.
+    """Macro F1 by modality subset (T, TA, TV, TVA ...), one bar per model family, whiskers the
+    bootstrap 95% interval, a dashed line at chance.
 
     When a family has several arms on the same subset, the best one (by mean macro F1) is shown.
     """
@@ -124,27 +179,50 @@ def modality_figure(results: StudyResults) -> Figure | None:
     families = sorted({family for family, _ in best})
     subsets = sorted({subset for _, subset in best}, key=_subset_order)
     width = 0.8 / len(families)
-    figure = new_figure(max(4.0, 1.0 * len(subsets) * max(1, len(families) / 2) + 2), 3.6)
+    figure = new_figure(min(PAGE_WIDTH, max(5.0, 1.1 * len(subsets) * len(families) + 3)), 3.8)
     ax = figure.add_subplot()
     for j, family in enumerate(families):
-        positions, means, stds, arms = [], [], [], []
+        positions, scores, arms = [], [], []
         for i, subset in enumerate(subsets):
             if (family, subset) in best:
                 arm = best[(family, subset)]
                 positions.append(i + (j - (len(families) - 1) / 2) * width)
-                means.append(arm.score().mean)
-                stds.append(arm.score().std)
+                scores.append(arm.score())
                 arms.append(arm)
-        bars = ax.bar(positions, means, width, yerr=stds, capsize=3, label=family)
+        bars = ax.bar(positions, [s.mean for s in scores], width, yerr=_interval(scores),
+                      capsize=3, label=family)  # fmt: skip
         _hatch_thin(bars, arms)
+    _chance_line(ax, chance_scores(results).get("macro_f1"), vertical=False)
     ax.set_xticks(range(len(subsets)), subsets)
-    ax.set_xlabel("modalities (T text, V video/face, A audio/prosody)")
-    ax.set_ylabel("macro F1 (mean ± std)")
-    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("modalities (T text, V video/face, A audio/voice)")
+    ax.set_ylabel("macro F1 (mean; whiskers: 95% CI)")
+    ax.set_ylim(0, 1.08)
+    ax.grid(axis="y", alpha=0.3)
     _legend(ax, list(best.values()), title="family")
-    ax.set_title("modality ablation")
     _footnote(figure, list(best.values()))
     return figure
+
+
+def _interval(scores) -> np.ndarray:
+    """Asymmetric error bars from the bootstrap interval (never negative)."""
+    means = np.array([s.mean for s in scores])
+    low = np.clip(means - np.array([s.ci_low for s in scores]), 0, None)
+    high = np.clip(np.array([s.ci_high for s in scores]) - means, 0, None)
+    return np.vstack([low, high])
+
+
+def _chance_line(ax, value: float | None, *, vertical: bool) -> None:
+    if value is None:
+        return
+    style = {"color": "0.3", "linestyle": "--", "linewidth": 1}
+    if vertical:
+        ax.axvline(value, **style)
+        ax.annotate("chance", (value, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(2, 2), textcoords="offset points", fontsize=7, color="0.3")  # fmt: skip
+    else:
+        ax.axhline(value, **style)
+        ax.annotate("chance", (0.0, value), xycoords=("axes fraction", "data"),
+                    xytext=(2, 2), textcoords="offset points", fontsize=7, color="0.3")  # fmt: skip
 
 
 def modality_subset(modalities: str) -> str:
@@ -166,10 +244,9 @@ def write_figures(results: StudyResults, folder: Path) -> dict[str, tuple[Path, 
     drawn = {
         "scores": score_figure(results),
         "per_class_f1": per_class_figure(results),
+        "confusion": confusion_grid(results),
         "modalities": modality_figure(results),
     }
-    for arm in results.arms:
-        drawn[f"confusion_{file_name(arm.name)}"] = confusion_figure(arm)
     return {
         name: save_figure(figure, folder / name)
         for name, figure in drawn.items()
@@ -208,16 +285,10 @@ def _footnote(figure: Figure, arms: list[ArmResult]) -> None:
                 + (f" ({c.reasons[gap]})" if c.reasons.get(gap) else "")
             )
     if lines:
-        import textwrap
-
         title = "hatched: scores that say nothing about a modality the arm lacked"
         width = int(figure.get_figwidth() * 16)  # characters of x-small text per line
         text = "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in lines)
         figure.supxlabel(f"{title}\n{text}", fontsize="x-small", x=0.0, ha="left")
-
-
-def file_name(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", name)
 
 
 def _annotate(ax, matrix: np.ndarray, *, dark_high: bool = False) -> None:
@@ -227,4 +298,4 @@ def _annotate(ax, matrix: np.ndarray, *, dark_high: bool = False) -> None:
     for (i, j), value in np.ndenumerate(matrix):
         if not np.isnan(value):
             colour = "white" if (value > 0.55) == dark_high else "black"
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=9, color=colour)

@@ -1,9 +1,13 @@
-"""The study report: ``STUDY/report/report.md`` with comparison, pairwise and per-class tables and
-figures (``figures/*.png`` + ``*.svg``), built from ``experiments.stats``.
+"""The study report: ``STUDY/report/report.md``, a document to hand a reviewer, with figures
+(``figures/*.png`` + ``*.svg``) built from ``experiments.stats``.
 
-``write_report(study_dir)`` is what ``cer experiment report STUDY`` runs; the table functions
-return display-ready DataFrames for the report notebook. Arms without results and pairs that
-could not be compared are stated in the report rather than raised.
+It reads top to bottom: title and date, a summary table (each arm in words, what it saw, its model,
+runs and headline scores with 95% intervals), the dataset and protocol, one example prompt per arm,
+then scores, pairwise comparisons, per-class F1, confusion matrices, the modality ablation and the
+method. ``report_sections`` returns it as blocks (Markdown or a captioned figure) so the report
+notebook shows the same content cell by cell; ``write_report(study_dir)`` is what
+``cer experiment report STUDY`` runs. Arms without results and pairs that could not be compared are
+stated in the report rather than raised.
 """
 
 from __future__ import annotations
@@ -12,8 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments.figures import file_name, write_figures
+from experiments.figures import chance_scores, write_figures
 from experiments.stats import MetricSummary, StudyResults, study_results, write_results
+from experiments.study_facts import (
+    arm_specs,
+    dataset_lines,
+    example_lines,
+    short_model,
+    study_config,
+    written_model,
+)
+from experiments.study_facts import markdown_table as _markdown
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +44,7 @@ def comparison_table(results: StudyResults, level: str = "rows") -> pd.DataFrame
     """One row per arm with results at ``level``: description, runs and mean ± std scores."""
     import pandas as pd
 
+    specs = arm_specs(study_config(results.study_dir))
     rows = []
     for arm in results.arms:
         if level not in arm.levels:
@@ -40,7 +54,7 @@ def comparison_table(results: StudyResults, level: str = "rows") -> pd.DataFrame
             {
                 "arm": arm.name,
                 "kind": arm.info.kind,
-                "model": _short_model(arm.info.model),
+                "model": short_model(arm.info.model, written_model(specs.get(arm.name, {}))),
                 "modalities": arm.info.modalities,
                 "runs": arm.runs,
                 "split": arm.split,
@@ -162,6 +176,19 @@ whose modality was not extracted on more than half its clips, unless the arm set
 `allow_unavailable: true`."""
 
 
+@dataclass(frozen=True)
+class FigureBlock:
+    """A figure of the report: its PNG (an SVG beside it), its number and caption."""
+
+    name: str
+    png: Path
+    number: int
+    caption: str
+
+
+Block = str | FigureBlock  # Markdown text, or a figure
+
+
 def build_report(results: StudyResults, output_dir: str | Path) -> Report:
     """Write figures and ``report.md`` under ``output_dir`` from computed results."""
     output_dir = Path(output_dir)
@@ -188,113 +215,210 @@ def write_report(
 
 
 def render_markdown(results: StudyResults, figures: dict[str, Path], output_dir: Path) -> str:
-    def image(name: str, caption: str) -> list[str]:
-        if name not in figures:
-            return []
-        png = figures[name].relative_to(output_dir).as_posix()
-        return [f"![{caption}]({png})", "", f"*{caption}* ([SVG]({png[:-4]}.svg))", ""]
+    """The whole report as GitHub Markdown; figures link to their PNG relative to ``output_dir``."""
+    lines = []
+    for blocks in report_sections(results, figures).values():
+        for block in blocks:
+            if isinstance(block, FigureBlock):
+                png = block.png.relative_to(output_dir).as_posix()
+                label = f"Figure {block.number}. {block.caption}"
+                lines += [f"![{label}]({png})", "", f"*{label}* ([SVG]({png[:-4]}.svg))", ""]
+            else:
+                lines += [block, ""]
+    return "\n".join(lines).rstrip() + "\n"
 
-    intro = (
-        f"Study folder `{results.study_dir}`. Scores are on each run's test split (val when a run "
-        "has no test rows), as mean ± standard deviation over runs (folds × seeds); 95% CIs are "
-        f"percentile intervals of {results.resamples} bootstrap resamples of the evaluation "
-        "clips, drawn jointly for the runs that share them (see *Method*)."
-    )
-    lines = [f"# Study report: {results.name}", "", intro, "", "## Arms", ""]
+
+def report_sections(results: StudyResults, figures: dict[str, Path]) -> dict[str, list[Block]]:
+    """The report in order, section name -> blocks; the notebook shows them one cell each."""
+    config = study_config(results.study_dir)
+    numbered = iter(range(1, 100))
+
+    def figure(name: str, caption: str) -> list[Block]:
+        return (
+            [FigureBlock(name, figures[name], next(numbered), caption)] if name in figures else []
+        )
+
+    sections: dict[str, list[Block]] = {"title": _title(results, config)}
+    sections["summary"] = _summary(results)
+    sections["dataset"] = ["## Dataset", "\n".join(dataset_lines(results.study_dir, config))]
     if results.arms:
-        lines += [_markdown(comparison_table(results)), ""]
-        for level, name in CLIP_LEVELS.items():
-            table = comparison_table(results, level)
-            if not table.empty:
-                lines += [f"Clip level ({name} over each clip's windows):", ""]
-                lines += [_markdown(table.drop(columns=["kind", "model"])), ""]
-        lines += image("scores", "Macro and weighted F1 per arm; error bars: std over runs")
-        lines += coverage_lines(results)
-    else:
-        lines += ["No arm has results yet: run the study (`cer experiment run STUDY.yaml`).", ""]
-    if results.missing:
-        lines += ["Arms without results:", ""]
-        lines += [f"- **{m.name}**: {m.reason}" for m in results.missing] + [""]
+        arms = [(arm.name, arm.info.kind) for arm in results.arms]
+        sections["prompts"] = [
+            "## Example prompts",
+            "The first test clip of fold 0 as each arm read it.",
+            "\n".join(example_lines(results.study_dir, arms)),
+        ]
+        chance = chance_scores(results)
+        caption = (
+            "Macro F1 and accuracy per arm on the test split: bars at the mean over runs, "
+            "whiskers the 95% bootstrap interval over clips, dashed line chance (guessing every "
+            f"label equally often: macro F1 {chance.get('macro_f1', 0):.2f}, accuracy "
+            f"{chance.get('accuracy', 0):.2f})."
+        )
+        sections["scores"] = ["## Scores", *figure("scores", caption), *_detail(results)]
+    sections["pairwise"] = _pairwise(results)
+    if results.arms:
+        caption = "Per-class F1 on the test split, mean over runs."
+        sections["per_class"] = [
+            "## Per-class F1",
+            _markdown(per_class_table(results)),
+            *figure("per_class_f1", caption),
+        ]
+        caption = (
+            "Confusion matrices summed over runs: rows are the gold label, columns the "
+            "prediction; each cell gives the count and the share of its gold row."
+        )
+        sections["confusion"] = ["## Confusion matrices", *figure("confusion", caption)]
+        caption = (
+            "Macro F1 by modality subset and model family (the best arm of a family per subset); "
+            "whiskers: 95% bootstrap interval; dashed line: chance."
+        )
+        shown = figure("modalities", caption)
+        sections["ablation"] = [
+            "## Modality ablation",
+            *(shown or ["No arm states its modalities in arm.json."]),
+        ]
+    sections["method"] = ["## Method", METHOD]
+    return sections
 
-    lines += ["## Pairwise comparisons", ""]
+
+def _title(results: StudyResults, config: dict) -> list[Block]:
+    from datetime import date
+
+    about = str(config.get("description") or "").strip()
+    lines = [
+        f"# {results.name}: study report, {date.today().isoformat()}",
+        f"Study folder `{results.study_dir}`; {len(results.arms)} arm(s) with results"
+        + (f", {len(results.missing)} without." if results.missing else "."),
+    ]
+    return lines + ([about] if about else [])
+
+
+def _summary(results: StudyResults) -> list[Block]:
+    lines: list[Block] = ["## Summary"]
+    if results.arms:
+        lines += [
+            (
+                "Mean over runs on each run's test split (its validation split when it has no test "
+                "rows) and, in brackets, the 95% bootstrap interval over the evaluation clips."
+            ),
+            _markdown(summary_table(results)),
+        ]
+    else:
+        lines.append("No arm has results yet: run the study (`cer experiment run STUDY.yaml`).")
+    if results.missing:
+        missing = "\n".join(f"- **{m.name}**: {m.reason}" for m in results.missing)
+        lines += ["Arms without results:", missing]
+    return lines
+
+
+def summary_table(results: StudyResults) -> pd.DataFrame:
+    """The first table of the report: what each arm is, what it saw, and its headline scores."""
+    import pandas as pd
+
+    specs = arm_specs(study_config(results.study_dir))
+    rows = []
+    for arm in results.arms:
+        spec = specs.get(arm.name, {})
+        coverage = arm.info.modality_coverage()
+        seen = [
+            f"{letter} {coverage[letter].present}/{coverage[letter].rows}"
+            if letter in coverage
+            else letter
+            for letter in arm.info.modalities
+        ]
+        rows.append(
+            {
+                "arm": arm.name,
+                "what it is": arm.info.description or spec.get("description") or arm.info.kind,
+                "modalities (present/clips)": ", ".join(seen) or "–",
+                "model": short_model(arm.info.model, written_model(spec)),
+                "runs": arm.runs,
+                "macro F1 [95% CI]": _with_ci(arm.score("macro_f1")),
+                "accuracy [95% CI]": _with_ci(arm.score("accuracy")),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _detail(results: StudyResults) -> list[Block]:
+    lines: list[Block] = [
+        "### Scores in detail",
+        (
+            "Mean ± standard deviation over runs (folds × seeds; no spread with one run) and the "
+            "95% bootstrap interval of macro F1."
+        ),
+        _markdown(comparison_table(results)),
+    ]
+    for level, name in CLIP_LEVELS.items():
+        table = comparison_table(results, level)
+        if not table.empty:
+            lines += [f"Clip level ({name} over each clip's windows):"]
+            lines += [_markdown(table.drop(columns=["kind", "model"]))]
+    return lines + ["\n".join(coverage_lines(results)).rstrip()]
+
+
+def _pairwise(results: StudyResults) -> list[Block]:
+    lines: list[Block] = ["## Pairwise comparisons"]
     if results.reference_source not in ("all pairs", "none"):
         reference = f"**{results.reference}** (B), chosen by {results.reference_source}"
-        lines += [f"Each arm (A) against the reference arm {reference}.", ""]
+        lines.append(f"Each arm (A) against the reference arm {reference}.")
     if results.comparisons:
-        holm_note = (
-            "p-values are shown raw and Holm-adjusted over the "
+        lines.append(
+            "Difference = A − B in macro F1 on the rows both arms predicted, with its paired "
+            "bootstrap 95% interval. p-values are shown raw and Holm-adjusted over the "
             f"{len(results.comparisons)} comparison(s) of this report (bootstrap and McNemar "
             "p-values corrected separately)."
         )
-        lines += [holm_note, "", _markdown(pairwise_table(results)), ""]
+        lines.append(_markdown(pairwise_table(results)))
         if any(arm.info.thin_modalities() for arm in results.arms):
-            caution = (
+            lines.append(
                 "A *caution* names an arm whose modality was missing on most clips (see Modality "
                 "coverage): that difference says nothing about the modality."
             )
-            lines += [caution, ""]
     else:
-        lines += ["No pairwise comparison: fewer than two arms could be paired.", ""]
+        lines.append("No pairwise comparison: fewer than two arms could be paired.")
     if results.skipped_pairs:
-        lines += ["Pairs not compared:", ""]
-        lines += [f"- {a} vs {b}: {why}" for a, b, why in results.skipped_pairs] + [""]
-
-    if results.arms:
-        lines += ["## Per-class F1", "", _markdown(per_class_table(results)), ""]
-        lines += image("per_class_f1", "Per-class F1, mean over runs")
-        lines += ["## Confusion matrices", ""]
-        for arm in results.arms:
-            caption = f"{arm.name}: confusion summed over runs, rows normalised"
-            lines += image(f"confusion_{file_name(arm.name)}", caption)
-        lines += ["## Modality ablation", ""]
-        caption = "Macro F1 by modality subset and model family (best arm of a family per subset)"
-        lines += image("modalities", caption) or ["No arm states its modalities in arm.json.", ""]
-    lines += ["## Method", "", METHOD, ""]
-    return "\n".join(lines)
+        skipped = "\n".join(f"- {a} vs {b}: {why}" for a, b, why in results.skipped_pairs)
+        lines += ["Pairs not compared:", skipped]
+    return lines
 
 
 METHOD = """\
-- Each run is scored with `evaluation.metrics.evaluate_predictions`; a level *clips* appears when
-  several windows share a clip. Standard deviations use ddof=0, as `cv_metrics.json`.
-- Arm CI (cluster bootstrap on the clip): each replicate draws clip ids with replacement, once
-  for all runs that evaluated the same clips (the seeds of one test set, or of one fold), and
-  every such run counts each drawn clip (all its windows at row level) as often as it was drawn;
-  runs on disjoint clips (cross-validation folds) are drawn separately, each fold to its own
-  number of clips. The replicate's score is the mean over runs; the interval is the
-  2.5th–97.5th percentile of the replicates. It reflects which clips happened to be in the test
-  set, the std the spread over folds and seeds. Resampling each seed separately would treat
-  seeds sharing one test set as independent test sets and give too narrow an interval.
-- Pairwise: rows joined on clip, unit and (when both arms have them) fold and seed; an arm with
-  one seed is paired with each seed of the other. The paired bootstrap draws clips the same way,
-  one draw for both arms and for every seed pairing on those clips; its two-sided p-value cannot
-  go below about 2/resamples. McNemar's exact test counts, over all joined rows pooled (every
-  window, seed pairing and fold), the rows only A gets right and those only B gets right; rows of
-  one clip or of several seeds are not independent, so read it as descriptive.
-- Multiple comparisons: Holm's step-down correction over all comparisons of this report, once for
-  the bootstrap p-values and once for the McNemar ones; both raw and adjusted values are shown.
-- Full numbers: `results/arms.json`, `results/pairwise.json`, `results/per_class.json`."""
-
-
-def _markdown(table: pd.DataFrame) -> str:
-    def cell(value) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-def _short_model(model: str) -> str:
-    """A local checkpoint path shortened to its last two parts; hub ids stay as they are."""
-    path = Path(model)
-    return "…/" + "/".join(path.parts[-2:]) if path.is_absolute() and len(path.parts) > 3 else model
+- **Scores.** Each run (one fold and seed) is scored on its test clips: accuracy, macro F1 (the
+  unweighted mean of the per-class F1) and weighted F1. When a clip is cut into several windows,
+  clip-level scores are also given, by majority vote and by mean probability over its windows.
+  Standard deviations are over runs, without correction (ddof = 0).
+- **95% intervals of an arm** (cluster bootstrap on the clip): each of the resamples draws clip
+  ids with replacement, once for all runs that evaluated the same clips (the seeds of one test
+  set, or of one fold), and every such run counts each drawn clip (all its windows) as often as
+  it was drawn; runs on disjoint clips (cross-validation folds) are drawn separately, each fold
+  to its own number of clips. The resample's score is the mean over runs; the interval is the
+  2.5th–97.5th percentile of the resamples. It reflects which clips happened to be in the test
+  set; the standard deviation reflects the spread over folds and seeds.
+- **Paired comparisons.** Two arms are joined on the clips (and windows, folds and seeds) both
+  predicted; an arm with one seed is paired with each seed of the other. The paired bootstrap
+  draws clips the same way, one draw for both arms; its two-sided p-value cannot go below about
+  2 / resamples. McNemar's exact test counts, over all joined rows pooled, the rows only A gets
+  right and those only B gets right; rows of one clip or of several seeds are not independent,
+  so read it as descriptive.
+- **Multiple comparisons.** Holm's step-down correction over all comparisons of this report,
+  once for the bootstrap p-values and once for the McNemar ones; both raw and adjusted values are
+  shown.
+- **Chance** is guessing every label equally often: accuracy 1 / (number of labels); per class,
+  precision equal to the class's share of the test examples and recall 1 / (number of labels).
+- **Full numbers** are in `results/arms.json`, `results/pairwise.json` and
+  `results/per_class.json` of the study folder."""
 
 
 def _pm(summary: MetricSummary) -> str:
     if len(summary.values) == 1:  # a single run has no spread to show
         return f"{summary.mean:.3f}"
     return f"{summary.mean:.3f} ± {summary.std:.3f}"
+
+
+def _with_ci(summary: MetricSummary) -> str:
+    return f"{summary.mean:.3f} [{summary.ci_low:.3f}, {summary.ci_high:.3f}]"
 
 
 def _ci(summary: MetricSummary) -> str:

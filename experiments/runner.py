@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from experiments.arms import (
     textualize_config,
     variants,
 )
+from experiments.scoreboard import arm_score, describe_score, score_table
 from experiments.status import DONE, StageOutcome, StatusBook, write_json
 from experiments.study import ArmSpec, StudyConfig, study_mapping
 
@@ -251,6 +253,7 @@ def _arm_stage(
         arm_dir.mkdir(parents=True, exist_ok=True)
         (arm_dir / "error.log").write_text(refusal + "\n", encoding="utf-8")
         log.error("arm %s failed: %s", arm.name, refusal)
+        _say(f"arm {arm.name}: FAILED: {refusal}")
         return StageOutcome(f"failed: {refusal}", time.perf_counter() - started)
     for gap in (c for c in coverage.values() if c.mostly_missing):
         log.warning(
@@ -264,6 +267,7 @@ def _arm_stage(
         log.info("arm %s: finished earlier with the same config and inputs; skipped", arm.name)
         info = json.loads((arm_dir / ARM_FILE).read_text(encoding="utf-8"))
         write_json(arm_dir / ARM_FILE, {**info, **_coverage_notes(arm, coverage)})
+        _say(f"arm {arm.name}: unchanged, skipped; {describe_score(arm_score(arm_dir))}")
         return StageOutcome(DONE, time.perf_counter() - started, skipped=True)
     previous = arm_dir / ARM_FILE
     if arm_dir.exists() and (
@@ -284,11 +288,38 @@ def _arm_stage(
         (arm_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
         reason = f"{type(err).__name__}: {err}".splitlines()[0][:300]
         log.error("arm %s failed: %s (traceback in %s)", arm.name, reason, arm_dir / "error.log")
+        _say(f"arm {arm.name}: FAILED: {reason}")
         return StageOutcome(f"failed: {reason}", time.perf_counter() - started)
     (arm_dir / "error.log").unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     log.info("arm %s: done in %.1f s", arm.name, seconds)
+    _say(f"arm {arm.name}: done in {seconds:.0f} s; {describe_score(arm_score(arm_dir))}")
     return StageOutcome(DONE, seconds)
+
+
+# ------------------------------------------------------------------ what the user sees
+
+
+class RepeatedWarnings(logging.Filter):
+    """Drops a warning already logged once: a study textualizes every fold of every variant,
+    and a missing face model is the same news each time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        text = record.getMessage()
+        fresh = text not in self.seen
+        self.seen.add(text)
+        return fresh
+
+
+def _say(line: str) -> None:
+    """One line on stderr as an arm finishes, whatever the log level."""
+    print(f"cer experiment: {line}", file=sys.stderr, flush=True)
 
 
 def _coverage_notes(arm: ArmSpec, coverage: dict) -> dict[str, Any]:
@@ -344,6 +375,22 @@ def run_study(
     study: StudyConfig, *, only_arms: tuple[str, ...] | list[str] | None = None, force: bool = False
 ) -> StudyOutcome:
     """Run (or resume) every stage of ``study``; ``only_arms`` limits the arms trained now."""
+
+    from cer.feedback import quiet_libraries
+
+    quiet_libraries()
+    once = RepeatedWarnings()
+    extraction_log = logging.getLogger("textualize.extract")
+    extraction_log.addFilter(once)
+    try:
+        return _run_study(study, only_arms, force)
+    finally:
+        extraction_log.removeFilter(once)
+
+
+def _run_study(
+    study: StudyConfig, only_arms: tuple[str, ...] | list[str] | None, force: bool
+) -> StudyOutcome:
     import yaml
 
     selected = tuple(study.arm(n) for n in only_arms) if only_arms else study.arms
@@ -384,6 +431,8 @@ def run_study(
         result = _arm_stage(study, arm, folds, book, force)
         outcome.arms[arm.name] = result
         book.record("arms", arm.name, result, None)
+    if selected:
+        print(f"\nstudy {study.name}: scores\n{score_table(study, outcome)}\n", file=sys.stderr)
 
     report_key = _report_key(study, book)
     report_md = study_dir / "report" / "report.md"

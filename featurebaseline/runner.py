@@ -137,7 +137,9 @@ def labelled(features: FeatureSet) -> FeatureSet:
 
 def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> BaselineOutcome:
     """Assemble features (unless given) and train every configured fold x seed."""
+    from cer.feedback import quiet_libraries
 
+    quiet_libraries()
     started = time.perf_counter()
     per_fold = features is None and FOLD_FIELD in config.source
     if per_fold and not config.splits:
@@ -177,18 +179,30 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
     return BaselineOutcome(tuple(runs), aggregate, feature_seconds)
 
 
-def predict_source(run_dir: str | Path, source: str, output: str | Path) -> PredictionOutcome:
-    """Apply a trained run to another source, assembled with the run's own feature settings.
+def default_prediction_path(run_dir: str | Path, source: str | Path) -> Path:
+    """Where predictions go unless told: ``predictions/<run>_<source>.parquet`` under the
+    working directory, outside the run folder (a run folder holds what training wrote)."""
+    source_name = Path(source).stem if Path(source).suffix else Path(source).name
+    return Path("predictions") / f"{Path(run_dir).name}_{source_name}.parquet"
+
+
+def predict_source(
+    run_dir: str | Path, source: str, output: str | Path | None = None
+) -> PredictionOutcome:
+    """Apply a trained run to another source, assembled with the run's own feature settings;
+    written to ``output`` (default: ``default_prediction_path``).
 
     The source may lack gold labels (a new ``cer textualize`` run without ``--labels``): the
     predictions then have an empty ``gold`` and there are no metrics. Metrics are computed only
     when every row has a gold label the model knows, by the rule of ``cer finetune predict``.
     """
     from cer.config import from_mapping, load_yaml
+    from cer.feedback import quiet_libraries
     from evaluation.metrics import score_if_labelled
     from evaluation.runs import prediction_frame
     from featurebaseline.train import load_model, predict_probabilities, to_tensors
 
+    quiet_libraries()
     run_dir = Path(run_dir)
     saved = from_mapping(BaselineConfig, load_yaml(run_dir / "config.yaml"), source=str(run_dir))
     features = assemble_features(replace(saved, source=str(source)), labels_required=False)
@@ -202,7 +216,8 @@ def predict_source(run_dir: str | Path, source: str, output: str | Path) -> Pred
     )
     gold = rows["label"]
     predictions["gold"] = gold.where(gold.notna(), None).to_numpy(dtype=object)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    output = Path(output) if output is not None else default_prediction_path(run_dir, source)
+    output.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(output, index=False)
     metrics, note = score_if_labelled(predictions, labels, str(source))
     return PredictionOutcome(predictions, metrics, note)

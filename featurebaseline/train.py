@@ -192,6 +192,7 @@ def fit(
     """Train on the ``train`` rows, pick the epoch by the val metric; -> (model, scaler, summary)."""
     import torch
 
+    from cer.feedback import progress_bar
     from evaluation.metrics import score
     from featurebaseline.models import FusionModel, ModelSpec, auxiliary_loss
 
@@ -245,7 +246,7 @@ def fit(
     }
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if config.resume is not False and checkpoint.exists():
-        fix = f"delete {checkpoint} or pass --resume false to train afresh"
+        fix = f"delete {checkpoint} or pass --no-resume to train afresh"
         saved = load_tensors(checkpoint, device, fix)
         core.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -259,8 +260,12 @@ def fit(
     started = time.perf_counter()
     resumed_from = state["epoch"]
     generator = np.random.default_rng(seed + state["epoch"])
+    bar = progress_bar(config.epochs, f"training {config.arm} seed {seed}", unit="epoch")
+    bar.update(state["epoch"])  # resumed epochs count as done; the ETA covers the rest
+    bar.disable = bar.disable or not main
     while state["epoch"] < config.epochs:
         if config.patience and state["bad"] >= config.patience:
+            bar.set_postfix_str(f"early stop, best epoch {state['best_epoch']}")
             break
         epoch_started = time.perf_counter()
         model.train()
@@ -296,6 +301,8 @@ def fit(
                 "seconds": time.perf_counter() - epoch_started,
             }
         )
+        bar.update(1)
+        bar.set_postfix({f"val_{config.early_stopping_metric}": f"{value:.3f}"}, refresh=False)
         if value > state["best"]:
             state.update(
                 best=value,
@@ -320,6 +327,7 @@ def fit(
             tmp,
         )
         tmp.replace(checkpoint)
+    bar.close()
     if state["best_weights"] is not None:
         core.load_state_dict(state["best_weights"])
     seconds = time.perf_counter() - started

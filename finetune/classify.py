@@ -23,6 +23,7 @@ from evaluation.coverage import prompt_modalities, run_coverage
 from evaluation.runs import RunResult, finish_run, is_main_process, prediction_frame, start_run
 from finetune.config import TRAINING_DEFAULTS, FinetuneConfig, flat_mapping
 from finetune.data import build_dataset, encode_labels, tokenize_texts
+from finetune.model_card import complete_adapter, drop_checkpoints, write_model_card
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +42,11 @@ def training_arguments(
     import torch
     from transformers import TrainingArguments
 
+    from cer.feedback import progress_enabled
+
     values = {**TRAINING_DEFAULTS, **config.training}
+    if "disable_tqdm" not in config.training:  # the Trainer's bar (steps, ETA) unless asked off
+        values["disable_tqdm"] = not progress_enabled()
     if not has_val:
         values.update(eval_strategy="no", load_best_model_at_end=False)
     elif values.get("eval_strategy") != "no":
@@ -194,6 +199,8 @@ def train_classifier(
     train_seconds = time.perf_counter() - started
 
     trainer.save_model(str(run_dir / "adapter"))  # main process only; saves the tokenizer too
+    if trainer.is_world_process_zero():
+        complete_adapter(run_dir / "adapter", config, labels, trainer.model)
     predictions = []
     for split in ("val", "test"):
         if split in datasets:
@@ -222,7 +229,10 @@ def train_classifier(
         "train_examples_per_second": output.metrics.get("train_samples_per_second"),
         "global_step": output.global_step,
         "resumed_from": resume_from,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
+        # the selected checkpoint's name; its weights are adapter/ (checkpoints are removed)
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name
+        if trainer.state.best_model_checkpoint
+        else None,
         "truncation": truncation,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "processes": args.world_size,
@@ -230,7 +240,12 @@ def train_classifier(
     }
     if config.save_merged and trainer.is_world_process_zero():
         summary["merged"] = save_merged(trainer.model, config, labels, tokenizer, run_dir)
-    return finish_run(run_dir, pd.concat(predictions, ignore_index=True), labels, summary)
+    result = finish_run(run_dir, pd.concat(predictions, ignore_index=True), labels, summary)
+    if trainer.is_world_process_zero():
+        sizes = {split: len(part) for split, part in parts.items()}
+        write_model_card(run_dir / "adapter", config, labels, sizes, result.metrics, summary)
+        drop_checkpoints(run_dir)
+    return result
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cer.command_line import closest
 from cer.config import ConfigError, from_mapping, load_yaml, to_mapping
 
 MODES = ("classify", "generate", "zeroshot")
@@ -48,7 +49,6 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "train_sampling_strategy": "group_by_length",
     "length_column_name": "length",
     "report_to": "none",
-    "disable_tqdm": True,
 }
 
 #: TrainingArguments fields also offered as flags: name -> (type, help). Any field works in YAML;
@@ -154,8 +154,8 @@ class FinetuneConfig:
         default=None,
         metadata={
             "help": "continue from the run folder's last checkpoint: by default when the folder "
-            "holds the same run (same fingerprint), else train afresh; true: the folder must hold "
-            "the same run (an error otherwise); false: always train afresh"
+            "holds the same run (same fingerprint), else train afresh; true (--resume): the folder "
+            "must hold the same run (an error otherwise); false (--no-resume): always train afresh"
         },
     )
     retrain: bool = field(
@@ -231,33 +231,40 @@ def config_from_mapping(values: dict[str, Any], *, source: str = "config") -> Fi
     trainer_names = training_argument_names()
     for key in [k for k in values if k not in ours]:
         if key not in trainer_names:
+            guess = closest(key, ours | trainer_names)
             raise ConfigError(
-                f"unknown option {key!r} in {source}: it is neither a finetune option ("
+                f"unknown option {key!r} in {source}"
+                + (f" (did you mean {guess}?)" if guess else "")
+                + ": it is neither a finetune option ("
                 + ", ".join(sorted(ours))
                 + ") nor a transformers TrainingArguments field"
             )
         training[key] = values.pop(key)
     bad = sorted(set(training) - trainer_names)
     if bad:
-        raise ConfigError(f"unknown TrainingArguments field(s) in {source}: {', '.join(bad)}")
+        guesses = {key: closest(key, trainer_names) for key in bad}
+        named = [f"{k} (did you mean {g}?)" if g else k for k, g in guesses.items()]
+        raise ConfigError(f"unknown TrainingArguments field(s) in {source}: {', '.join(named)}")
     return from_mapping(FinetuneConfig, {**values, "training": training}, source=source)
 
 
 def add_training_flags(parser: argparse.ArgumentParser) -> None:
     """Flags for the most used TrainingArguments fields (dest ``training.<name>``)."""
-    from cer.config import _parse_bool
-
     group = parser.add_argument_group("training (transformers TrainingArguments)")
     for name, (kind, help_text) in TRAINING_FLAGS.items():
         default = TRAINING_DEFAULTS.get(name)
         shown = f" (default: {default!r})" if default is not None else ""
+        typed = (
+            {"action": argparse.BooleanOptionalAction}
+            if kind is bool
+            else {"type": kind, "metavar": name.upper()}
+        )
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=f"training.{name}",
             default=argparse.SUPPRESS,
-            type=_parse_bool if kind is bool else kind,
-            metavar=name.upper(),
             help=help_text + shown,
+            **typed,
         )
 
 

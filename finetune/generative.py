@@ -19,6 +19,7 @@ import numpy as np
 from evaluation.coverage import prompt_modalities, run_coverage
 from evaluation.runs import RunResult, finish_run, is_main_process, prediction_frame, start_run
 from finetune.config import FinetuneConfig, flat_mapping
+from finetune.model_card import complete_adapter, drop_checkpoints, write_model_card
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,10 +64,13 @@ def score_labels(
     """(examples, labels) probabilities from the log-likelihood of each label as the answer."""
     import torch
 
+    from cer.feedback import progress_bar
+
     model.eval()
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores = np.zeros((len(texts), len(labels)))
+    bar = progress_bar(len(texts), "scoring labels")
     for start in range(0, len(texts), batch_size):
         rows, spans = [], []
         for text in texts[start : start + batch_size]:
@@ -88,6 +92,8 @@ def score_labels(
             targets = ids[i, begin : begin + length]
             total = logprobs[i, positions, targets].sum().item()
             scores[start + i // len(labels), i % len(labels)] = total
+        bar.update(len(rows) // len(labels))
+    bar.close()
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
@@ -195,6 +201,8 @@ def train_generative(
             processes=args.world_size,
         )
         trainer.save_model(str(run_dir / "adapter"))  # main process only; with the tokenizer
+        if is_main_process():
+            complete_adapter(run_dir / "adapter", config, labels, trainer.model)
         model = trainer.model
     else:
         model = on_inference_device(model, config)
@@ -219,4 +227,9 @@ def train_generative(
         summary["merged"] = save_merged(model, config, labels, tokenizer, run_dir)
     import pandas as pd
 
-    return finish_run(run_dir, pd.concat(predictions, ignore_index=True), labels, summary)
+    result = finish_run(run_dir, pd.concat(predictions, ignore_index=True), labels, summary)
+    if is_main_process():
+        sizes = {split: len(part) for split, part in parts.items() if not part.empty}
+        write_model_card(run_dir / "adapter", config, labels, sizes, result.metrics, summary)
+        drop_checkpoints(run_dir)
+    return result

@@ -42,14 +42,36 @@ class ModelLoadError(RuntimeError):
     """The checkpoint cannot be used as configured; the message says what to change."""
 
 
-def _source(config: FinetuneConfig) -> dict[str, Any]:
-    """Where to load from (GGUF file inside the model folder); a missing local folder fails here."""
+def model_source(config: FinetuneConfig) -> tuple[str, dict[str, Any]]:
+    """Where to load from: the folder or Hub name (``bundled-*`` names resolved to the packaged
+    weights) and loading options (GGUF file, offline cache). A missing local folder, or a Hub
+    model that is neither cached nor reachable, fails here, at once."""
+    from cer.bundled import ModelUnavailable, hub_options, resolve_model_name
+
     if config.model.startswith(("/", ".", "~")) and not Path(config.model).expanduser().exists():
         raise ModelLoadError(
             f"model directory {config.model!r} does not exist; set model: to a checkpoint "
-            "directory (config.json and weights) or a hub name"
+            "directory (config.json and weights), a hub name, or a bundled model "
+            "(bundled-minilm, bundled-smollm2)"
         )
-    return {"gguf_file": config.gguf_file} if config.gguf_file else {}
+    try:
+        path, extra = resolve_model_name(config.model)
+        gguf = config.gguf_file or extra.get("gguf_file")
+        options = hub_options(path, filename=gguf or "config.json")
+    except ModelUnavailable as err:
+        raise ModelLoadError(str(err)) from err
+    return path, {**({"gguf_file": gguf} if gguf else {}), **options}
+
+
+def _alternatives() -> str:
+    from cer.bundled import local_alternatives
+
+    return f"To load a model offline, {local_alternatives()}; for GGUF add --gguf-file."
+
+
+def model_path(config: FinetuneConfig) -> str:
+    """The folder or Hub name the model is read from (a bundled name resolved)."""
+    return model_source(config)[0]
 
 
 def model_family(config: FinetuneConfig) -> str:
@@ -58,13 +80,12 @@ def model_family(config: FinetuneConfig) -> str:
         return config.family
     from transformers import AutoConfig
 
-    source = _source(config)
+    path, source = model_source(config)
     try:
-        model_config = AutoConfig.from_pretrained(config.model, **source)
+        model_config = AutoConfig.from_pretrained(path, **source)
     except (OSError, ValueError) as err:
         raise ModelLoadError(
-            f"cannot read a model config from {config.model!r}: {err}. Pass a local checkpoint "
-            "directory (no hub access here) and, for GGUF, --gguf-file."
+            f"cannot read a model config from {config.model!r}: {err}. {_alternatives()}"
         ) from err
     return "encoder" if model_config.model_type in ENCODER_TYPES else "decoder"
 
@@ -72,13 +93,12 @@ def model_family(config: FinetuneConfig) -> str:
 def load_tokenizer(config: FinetuneConfig) -> Any:
     from transformers import AutoTokenizer
 
-    source = _source(config)
+    path, source = model_source(config)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.model, **source)
+        tokenizer = AutoTokenizer.from_pretrained(path, **source)
     except OSError as err:
         raise ModelLoadError(
-            f"cannot load a tokenizer from {config.model!r}: {err}. Pass a local checkpoint "
-            "directory (--model DIR; there is no hub access offline) and, for GGUF, --gguf-file."
+            f"cannot load a tokenizer from {config.model!r}: {err}. {_alternatives()}"
         ) from err
     if tokenizer.pad_token is None:
         # Decoders often ship without a pad token; padding is masked, so EOS is safe to reuse.
@@ -118,19 +138,15 @@ def load_classifier(config: FinetuneConfig, labels: tuple[str, ...], tokenizer: 
     from transformers import AutoModelForSequenceClassification
 
     family = model_family(config)
-    kwargs: dict[str, Any] = {
-        "num_labels": len(labels),
-        "id2label": dict(enumerate(labels)),
-        "label2id": {name: i for i, name in enumerate(labels)},
-        **_source(config),
-    }
+    path, source = model_source(config)
+    kwargs: dict[str, Any] = {**label_options(labels), **source}
     if config.method == "qlora":
         if family == "encoder":
             raise ModelLoadError("QLoRA is for decoders; use method: lora for encoder models")
         kwargs.update(quantized_placement())
     try:
         with memory_advice(config, "loading the model"):
-            model = AutoModelForSequenceClassification.from_pretrained(config.model, **kwargs)
+            model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     except ValueError as err:
         raise ModelLoadError(
             f"{config.model!r} has no sequence-classification architecture in transformers "
@@ -151,6 +167,15 @@ def load_classifier(config: FinetuneConfig, labels: tuple[str, ...], tokenizer: 
             f"LoRA target modules {peft_config.target_modules} not found in {config.model!r}; "
             "set lora_target_modules to module names of this architecture"
         ) from err
+
+
+def label_options(labels: tuple[str, ...]) -> dict[str, Any]:
+    """``from_pretrained`` options of a classification head over ``labels``, names included."""
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {name: i for i, name in enumerate(labels)},
+    }
 
 
 def quantized_placement() -> dict[str, Any]:
@@ -213,12 +238,12 @@ def load_causal_lm(config: FinetuneConfig) -> Any:
     from transformers import AutoModelForCausalLM
 
     require_decoder(config)
-    kwargs: dict[str, Any] = dict(_source(config))
+    path, kwargs = model_source(config)
     if config.method == "qlora":
         kwargs.update(quantized_placement())
     try:
         with memory_advice(config, "loading the model"):
-            return AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
+            return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except ValueError as err:
         raise ModelLoadError(
             f"{config.model!r} is not a causal language model; generate/zeroshot modes need "
@@ -238,18 +263,15 @@ def save_merged(
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-        kwargs: dict[str, Any] = {**_source(config), "dtype": torch.bfloat16}
+        path, kwargs = model_source(config)
+        kwargs["dtype"] = torch.bfloat16
         if config.mode == "classify":
             auto = AutoModelForSequenceClassification
-            kwargs.update(
-                num_labels=len(labels),
-                id2label=dict(enumerate(labels)),
-                label2id={name: i for i, name in enumerate(labels)},
-            )
+            kwargs.update(label_options(labels))
         else:
             auto = AutoModelForCausalLM
         with memory_advice(config, "reloading the unquantized base of"):
-            base = auto.from_pretrained(config.model, **kwargs)
+            base = auto.from_pretrained(path, **kwargs)
         base.config.pad_token_id = tokenizer.pad_token_id
         model = PeftModel.from_pretrained(base, run_dir / "adapter")
         note.update(

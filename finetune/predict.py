@@ -41,7 +41,7 @@ def load_run_model(run_dir: str | Path) -> tuple[Any, Any, Any, tuple[str, ...]]
     """(config, model, tokenizer, labels) of a finished run, ready for inference."""
     from transformers import AutoTokenizer
 
-    from finetune.models import load_causal_lm, quantized_placement
+    from finetune.models import label_options, load_causal_lm, model_source, quantized_placement
 
     run_dir = Path(run_dir)
     config, labels = read_run(run_dir)
@@ -57,12 +57,11 @@ def load_run_model(run_dir: str | Path) -> tuple[Any, Any, Any, tuple[str, ...]]
     elif has_adapter:
         from transformers import AutoModelForSequenceClassification
 
-        kwargs: dict[str, Any] = {"num_labels": len(labels)}
-        if config.gguf_file:
-            kwargs["gguf_file"] = config.gguf_file
+        path, kwargs = model_source(config)  # a bundled name resolves again, wherever it lies
+        kwargs.update(label_options(labels))
         if config.method == "qlora":
             kwargs.update(quantized_placement())
-        model = AutoModelForSequenceClassification.from_pretrained(config.model, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
         model.config.pad_token_id = tokenizer.pad_token_id
     else:
         from transformers import AutoModelForSequenceClassification
@@ -89,17 +88,22 @@ def classify_texts(model: Any, tokenizer: Any, input_ids: list[list[int]], batch
     import numpy as np
     import torch
 
+    from cer.feedback import progress_bar
     from finetune.classify import softmax
 
     order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
     out = np.zeros((len(input_ids), model.config.num_labels))
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chosen = order[start : start + batch_size]
-        batch = tokenizer.pad({"input_ids": [input_ids[i] for i in chosen]}, return_tensors="pt")
-        with torch.no_grad():
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        out[chosen] = softmax(logits.float().cpu().numpy())
+    with progress_bar(len(order), "predicting") as bar:
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            batch = tokenizer.pad(
+                {"input_ids": [input_ids[i] for i in chosen]}, return_tensors="pt"
+            )
+            with torch.no_grad():
+                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            out[chosen] = softmax(logits.float().cpu().numpy())
+            bar.update(len(chosen))
     return out
 
 
@@ -107,6 +111,9 @@ def predict_run(
     run_dir: str | Path, prompts: str | Path | pd.DataFrame, output: str | Path | None = None
 ) -> PredictionOutcome:
     """Predictions of a run on a prompts table, labelled or not, and metrics when they apply."""
+    from cer.feedback import quiet_libraries
+
+    quiet_libraries()
     config, labels = read_run(run_dir)
     frame = prompts if not isinstance(prompts, (str, Path)) else read_prompts(prompts)
     frame = check_prompts(

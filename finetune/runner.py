@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cer.bundled import resolve_model_name
 from evaluation.runs import (
     FOLD_FIELD,
     RunFingerprint,
@@ -59,7 +60,7 @@ def job_fingerprint(config: FinetuneConfig) -> RunFingerprint:
     return run_fingerprint(
         flat_mapping(config),
         data={"prompts": per_fold_path(config.prompts, fold), "splits": config.splits},
-        models={"model": config.model},
+        models={"model": resolve_model_name(config.model)[0]},  # bundled: by its files
     )
 
 
@@ -79,6 +80,10 @@ def run_one(config: FinetuneConfig, frame: Any, run_dir: Path, seed: int) -> Run
 
 def run_finetune(config: FinetuneConfig) -> FinetuneOutcome:
     """Train and evaluate as configured; write every run folder and the aggregate."""
+    from cer.feedback import quiet_libraries
+    from finetune.models import model_source
+
+    quiet_libraries()
     if not config.prompts:
         raise PromptDataError("no prompts file given; set `prompts:` or pass --prompts FILE")
     per_fold = FOLD_FIELD in config.prompts
@@ -105,6 +110,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneOutcome:
             prompts_of(fold) if per_fold else data, table, protocol=config.protocol, fold=fold
         ),
     )
+    model_source(config)  # an unreachable model fails now, not after a minute of Hub retries
     configs = {run_dir: run_config(config, run_dir, seed, fold) for run_dir, _, seed, fold in jobs}
     runs, aggregate = train_jobs(
         jobs,

@@ -171,7 +171,7 @@ def test_features_that_do_not_fit_a_saved_model_are_a_clear_error(face_run):
     assert len(outcome.predictions) == 4 and outcome.metrics["rows"]["examples"] == 4
 
 
-def test_unlabelled_prompts_get_predictions_without_metrics(face_run, capsys):
+def test_unlabelled_prompts_get_predictions_without_metrics(face_run, capsys, monkeypatch):
     """A new `cer textualize` run whose manifest has no label column (same cache: no re-extraction)."""
     from cer.cli import main
 
@@ -194,10 +194,12 @@ def test_unlabelled_prompts_get_predictions_without_metrics(face_run, capsys):
     assert sorted(written["clip_id"]) == sorted(labelled["clip_id"])
     assert written.filter(like="prob_").sum(axis=1).to_numpy() == pytest.approx(np.ones(4))
 
+    monkeypatch.chdir(face_run)  # by default predictions go under the working directory
     code = main(["baseline", "predict", str(run.run_dir), str(face_run / "new_out")])
     printed = capsys.readouterr().out
     assert code == 0 and "4 predictions written" in printed and "no metrics" in printed
-    assert (run.run_dir / "predict_new_out.parquet").exists()
+    assert (face_run / "predictions" / "run_for_new_new_out.parquet").exists()
+    assert not list(run.run_dir.glob("predict_*"))  # the run folder holds only what training wrote
     with pytest.raises(FeatureError, match="4 of 4 rows have no gold label"):
         run_baseline(face_config(face_run, source=str(face_run / "new_out")))
 

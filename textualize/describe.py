@@ -281,7 +281,7 @@ def _graded_reference(voiced, mode, baseline_summaries, quantiles, builtin) -> P
 
 
 def builtin_graded_reference() -> GradedReference:
-    """The graded describer's reference measured on real speech (experiments/fit_prosody_reference.py)."""
+    """The graded describer's reference measured on real speech (benchmarks/fit_prosody_reference.py)."""
     from textualize.builtin_voice_reference import BUILTIN_VOICE_REFERENCE
 
     return GradedReference.from_dict(BUILTIN_VOICE_REFERENCE)

@@ -152,7 +152,7 @@ def check_face_backend(config: FaceConfig) -> None:
     if resources is None:
         raise FaceModelUnavailable(
             "py-feat is not installed: pip install 'cer-textualize[faces]' (py-feat, torch, "
-            "torchvision), or turn the face modality off"
+            "torchvision), or turn the face modality off (--face off)"
         )
     missing = [
         f"{repo}/{name}"
@@ -211,8 +211,8 @@ def _missing_weights_message(detector: str, missing: list[str], resources: Path)
         f"from its own Hub cache {resources} (not HF_HOME), and this machine cannot download "
         f"them (offline). On a connected machine with the same py-feat version run: {downloads}; "
         f"then copy the models--{{{','.join(r.replace('/', '--') for r in repos)}}} folders into "
-        f"{resources}. {multitask_hint}Otherwise turn the face modality off, or import "
-        "precomputed py-feat/OpenFace tables with textualize.face_tables.read_face_table."
+        f"{resources}. {multitask_hint}Otherwise turn the face modality off (--face off; face: off "
+        "in a config), or read precomputed py-feat/OpenFace tables with --face-tables DIR."
     )
 
 

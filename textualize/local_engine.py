@@ -65,10 +65,11 @@ def compute_units(
             clip = suspects.popleft()
             with _pool(1, cfg, plan, threads) as pool:
                 future = _submit(pool, clip, cfg)
+                worker = _processes(pool)  # held now: a broken pool forgets its processes
                 try:
                     yield future.result()
                 except BrokenProcessPool:
-                    yield _died(clip, [p.exitcode for p in _processes(pool)], cfg)
+                    yield _died(clip, worker, cfg)
             continue
         with _pool(workers, cfg, plan, threads) as pool:
             running: dict[Future, Clip] = {}
@@ -141,9 +142,11 @@ def _submit(pool: ProcessPoolExecutor, clip: Clip, cfg: TextualizeConfig) -> Fut
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _died(clip: Clip, exitcodes: list[int | None], cfg: TextualizeConfig) -> list[UnitFeatures]:
+def _died(clip: Clip, processes: list, cfg: TextualizeConfig) -> list[UnitFeatures]:
     """The units of a clip whose worker died while extracting it alone: unreadable, with why."""
-    code = next((c for c in exitcodes if c), None)
+    for process in processes:
+        process.join(timeout=5)  # the exit code is known once the dead process is reaped
+    code = next((p.exitcode for p in processes if p.exitcode), None)
     how = f"signal {-code}" if code and code < 0 else f"exit code {code}"
     reason = (
         f"worker process died ({how}) while extracting this clip "

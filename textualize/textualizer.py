@@ -381,7 +381,7 @@ def with_new_speakers(textualizer: Textualizer, units: Sequence[UnitFeatures]) -
 
 
 def load_voice_reference(path: str | Path) -> GradedReference:
-    """A graded describer reference written by experiments/fit_prosody_reference.py."""
+    """A graded describer reference written by benchmarks/fit_prosody_reference.py."""
     try:
         return GradedReference.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except FileNotFoundError as err:
@@ -389,7 +389,7 @@ def load_voice_reference(path: str | Path) -> GradedReference:
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise TextualizerError(
             f"--voice-reference {path} is not a voice reference written by "
-            f"experiments/fit_prosody_reference.py ({type(err).__name__}: {err})"
+            f"benchmarks/fit_prosody_reference.py ({type(err).__name__}: {err})"
         ) from err
 
 

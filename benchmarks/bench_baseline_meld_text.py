@@ -1,11 +1,12 @@
 """MELD text features only: frozen MiniLM sentence embeddings + the early-fusion arm, on CPU.
 
-    python -m experiments.bench_baseline_meld_text [--config experiments/baseline/meld_text_early.yaml]
+    python -m benchmarks.bench_baseline_meld_text [--config experiments/baseline/meld_text_early.yaml]
 
-Reads the gold transcripts of /work/shared/data/meld/*_sent_emo.csv with the MELD card's text
-repair (``data_cards.meld.read_meld_csv``), writes them as a table, trains the configured arm on
-the official train/dev/test splits and writes experiments/results/baseline_meld_text_early.json:
-test weighted F1, embedding time (first run, then cached) and training time.
+Reads the gold transcripts of ../shared/data/meld/*_sent_emo.csv (from the project root, or
+``--meld DIR``) with the MELD card's text repair (``data_cards.meld.read_meld_csv``), writes them
+as a table, trains the configured arm on the official train/dev/test splits and writes
+benchmarks/results/baseline_meld_text_early.json: test weighted F1, embedding time (first run,
+then cached) and training time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-MELD_DIR = Path("/work/shared/data/meld")
+ROOT = Path(__file__).resolve().parents[1]
+MELD_DIR = ROOT.parent / "shared" / "data" / "meld"
 SPLIT_FILES = {
     "train": "train_sent_emo.csv",
     "val": "dev_sent_emo.csv",
@@ -51,9 +53,12 @@ def meld_table(meld_dir: Path = MELD_DIR):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meld", type=Path, default=MELD_DIR, help="folder with the MELD CSVs")
     parser.add_argument("--config", default="experiments/baseline/meld_text_early.yaml")
     parser.add_argument("--work", default="/tmp/cer_meld_baseline")
-    parser.add_argument("--out", default="experiments/results/baseline_meld_text_early.json")
+    parser.add_argument(
+        "--out", default=str(ROOT / "benchmarks" / "results" / "baseline_meld_text_early.json")
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -67,7 +72,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     table = work / "meld_text.parquet"
-    meld_table().to_parquet(table, index=False)
+    meld_table(args.meld).to_parquet(table, index=False)
     config = replace(
         from_mapping(BaselineConfig, load_yaml(args.config), source=args.config),
         source=str(table),

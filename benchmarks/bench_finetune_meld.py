@@ -1,10 +1,10 @@
 """MELD text-only with MiniLM + LoRA on CPU: test accuracy, macro/weighted F1, training time.
 
-    python -m experiments.bench_finetune_meld [--config experiments/finetune/meld_minilm_lora.yaml]
+    python -m benchmarks.bench_finetune_meld [--config experiments/finetune/meld_minilm_lora.yaml]
 
-Builds a prompts table from the gold transcripts in /work/shared/data/meld/*.csv (train/dev/test,
-mojibake repaired), runs ``cer finetune train`` with the config, and writes
-experiments/results/finetune_meld_minilm_lora.json.
+Builds a prompts table from the gold transcripts in ../shared/data/meld/*.csv (from the project
+root, or ``--meld DIR``; train/dev/test, mojibake repaired), runs ``cer finetune train`` with the
+config, and writes benchmarks/results/finetune_meld_minilm_lora.json.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import json
 import time
 from pathlib import Path
 
-MELD_DIR = Path("/work/shared/data/meld")
+ROOT = Path(__file__).resolve().parents[1]
+MELD_DIR = ROOT.parent / "shared" / "data" / "meld"
 SPLIT_FILES = {
     "train": "train_sent_emo.csv",
     "val": "dev_sent_emo.csv",
@@ -87,12 +88,15 @@ def tfidf_reference(frame) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meld", type=Path, default=MELD_DIR, help="folder with the MELD CSVs")
     parser.add_argument("--config", default="experiments/finetune/meld_minilm_lora.yaml")
     parser.add_argument("--work", default="/tmp/cer_meld_finetune")
     parser.add_argument(
         "--max-steps", type=int, default=0, help="stop early (CPU budget); 0: the config's epochs"
     )
-    parser.add_argument("--out", default="experiments/results/finetune_meld_minilm_lora.json")
+    parser.add_argument(
+        "--out", default=str(ROOT / "benchmarks" / "results" / "finetune_meld_minilm_lora.json")
+    )
     args = parser.parse_args()
 
     from finetune.config import load_config
@@ -100,7 +104,8 @@ def main() -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    meld_prompts().to_parquet(work / "meld_prompts.parquet", index=False)
+    frame = meld_prompts(args.meld)
+    frame.to_parquet(work / "meld_prompts.parquet", index=False)
     budget = {"max_steps": args.max_steps, "eval_strategy": "no"} if args.max_steps else {}
     config = load_config(
         args.config,
@@ -108,7 +113,7 @@ def main() -> None:
         output_dir=str(work / "run"),
         **budget,
     )
-    reference = tfidf_reference(meld_prompts())
+    reference = tfidf_reference(frame)
     started = time.perf_counter()
     run = run_finetune(config).runs[0]
     wall = time.perf_counter() - started

@@ -1,13 +1,13 @@
 """The real arms on the voice alone: MiniLM + LoRA on A-only prompts against the unimodal-A fusion arm.
 
-    python -m experiments.bench_ravdess_arms [--prompts runs/bench_ravdess/graded] [--folds 1 2 3 4]
+    python -m benchmarks.bench_ravdess_arms [--prompts runs/bench_ravdess/graded] [--folds 1 2 3 4]
 
-Reads the A-only prompts that ``python -m experiments.bench_ravdess_prosody`` wrote with
+Reads the A-only prompts that ``python -m benchmarks.bench_ravdess_prosody`` wrote with
 ``cer textualize`` (``PROMPTS/fold<k>/``: train/val/test by actor, the textualizer fitted on the
 training actors; fold 4 = actors 01-12 train, 13-16 held out) and trains, on each fold,
 ``cer finetune`` (MiniLM-L6 + LoRA on the words) and ``cer baseline`` (unimodal-A fusion arm on the
 openSMILE features from the same clips' cache), both selecting on the fold's validation actors and
-scored on the held-out actors. Writes experiments/results/bench_ravdess_arms.json.
+scored on the held-out actors. Writes benchmarks/results/bench_ravdess_arms.json.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "experiments" / "results" / "bench_ravdess_arms.json"
+RESULTS = ROOT / "benchmarks" / "results" / "bench_ravdess_arms.json"
 
 #: MiniLM + LoRA on the words (the MELD recipe with room for ~130-token voice descriptions).
 TEXT_ARM = {
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         prompts = args.prompts / f"fold{fold}"
         if not (prompts / "prompts.parquet").is_file():
             raise SystemExit(
-                f"{prompts} has no prompts: run python -m experiments.bench_ravdess_prosody"
+                f"{prompts} has no prompts: run python -m benchmarks.bench_ravdess_prosody"
             )
         labelled_only(prompts)
         scores = {}
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "what": "RAVDESS speech (actors 01-16), voice only, speaker-disjoint folds of 4 held-out "
         "actors; macro-F1 on the held-out actors (chance 0.125)",
-        "command": "python -m experiments.bench_ravdess_arms",
+        "command": "python -m benchmarks.bench_ravdess_arms",
         "text_arm": TEXT_ARM,
         "fusion_arm": FUSION_ARM,
         "seed": args.seed,

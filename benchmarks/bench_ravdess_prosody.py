@@ -1,6 +1,6 @@
 """Do the voice words keep what the acoustics know? A fixed probe on RAVDESS, speaker-disjoint.
 
-    python -m experiments.bench_ravdess_prosody [--cache-dir DIR] [--out runs/bench_ravdess]
+    python -m benchmarks.bench_ravdess_prosody [--cache-dir DIR] [--out runs/bench_ravdess]
 
 Textualizes ../shared/data/ravdess (see its README) with `cer textualize` itself, once per fold and
 describer: 4 folds of 4 held-out actors (fold 4 = actors 01-12 for training, 13-16 held out). In
@@ -11,7 +11,7 @@ probe (standardised features, logistic regression, C fixed at 1, no tuning) is t
 and scored on the held-out actors, on (a) the words (TF-IDF of 1-3-grams of ``audio_text``), (b)
 the numbers they come from (``voice_*``; and all ``prosody_*`` summaries), (c) the 88 eGeMAPS
 functionals (raw, and z-scored per speaker over all their clips as the words are). Writes
-experiments/results/bench_ravdess_prosody.json; the prompts stay in OUT/<describer>/fold<k>/ for
+benchmarks/results/bench_ravdess_prosody.json; the prompts stay in OUT/<describer>/fold<k>/ for
 `cer finetune` / `cer baseline` (A-only prompts with train/val/test splits).
 """
 
@@ -21,19 +21,22 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # numpy and pandas load inside the functions, so that --help is instant
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "ravdess"
-RESULTS = ROOT / "experiments" / "results" / "bench_ravdess_prosody.json"
+RESULTS = ROOT / "benchmarks" / "results" / "bench_ravdess_prosody.json"
 FOLDS = {k + 1: set(range(4 * k + 1, 4 * k + 5)) for k in range(4)}  # held-out actors
 HOLDOUT_FOLD = 4  # actors 01-12 train, 13-16 held out
 C = 1.0
 
 
 def fold_labels(labels: pd.DataFrame, fold: int) -> pd.DataFrame:
+    import numpy as np
+
     actor = labels["speaker"].str[-2:].astype(int)
     train = sorted(set(actor) - FOLDS[fold])
     val = {max(a for a in train if a % 2), max(a for a in train if not a % 2)}
@@ -124,8 +127,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--describers", nargs="*", default=["graded", "paper2024"])
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+
+    import numpy as np
+    import pandas as pd
+
     if not (DATA / "labels.csv").is_file():
-        raise SystemExit(f"RAVDESS not found at {DATA}: see shared/data/ravdess/README.md")
+        raise SystemExit(f"RAVDESS not found at {DATA}: see ../shared/data/ravdess/README.md")
     labels = pd.read_csv(DATA / "labels.csv")
     results: dict = {
         "data": "shared/data/ravdess (960 clips, actors 01-16)",

@@ -1,11 +1,11 @@
 """Training time per epoch of every fusion arm on a synthetic MELD-sized feature set (CPU).
 
-    python -m experiments.bench_baseline_arms [--examples 10000] [--epochs 2] [--threads 1]
+    python -m benchmarks.bench_baseline_arms [--examples 10000] [--epochs 2] [--threads 1]
 
 The feature set has the shapes a textualized MELD run gives: visual 27 columns (20 AUs + 7
 emotions) and audio 25 eGeMAPS LLD columns on a 64-step grid with partly masked steps, 54 face
 and 88 eGeMAPS functionals, 384-d text embeddings; 10% of the examples have no face and 3% no
-voice. Values are random (timing only). Writes experiments/results/baseline_arms_epoch_time.json.
+voice. Values are random (timing only). Writes benchmarks/results/baseline_arms_epoch_time.json.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
+ROOT = Path(__file__).resolve().parents[1]
 ARMS = (
     ("early", "TVA", "conv"),
     ("late", "TVA", "conv"),
@@ -33,6 +32,7 @@ LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 
 
 def synthetic_features(examples: int, steps: int = 64, seed: int = 0):
+    import numpy as np
     import pandas as pd
 
     from featurebaseline.features import FeatureSet, ModalityFeatures
@@ -70,7 +70,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     parser.add_argument("--token-stride", type=int, default=4, help="attention/leader arms")
-    parser.add_argument("--out", default="experiments/results/baseline_arms_epoch_time.json")
+    parser.add_argument(
+        "--out", default=str(ROOT / "benchmarks" / "results" / "baseline_arms_epoch_time.json")
+    )
     args = parser.parse_args()
 
     import torch

