@@ -171,6 +171,20 @@ def test_run_json_describes_the_files_beside_it(tmp_path, capsys, clips, cache):
     assert leftovers(tmp_path) == []  # no lock file, no staging folder
 
 
+def test_the_output_folder_and_its_files_follow_the_umask(tmp_path, capsys, clips, cache):
+    import stat
+
+    saved = os.umask(0o022)
+    try:
+        code, err = cer(capsys, clips, tmp_path / "out", *OPTIONS, "--cache-dir", cache)
+    finally:
+        os.umask(saved)
+    assert code == 0, err
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+    for name in ("prompts.parquet", "prompts.jsonl", "failures.jsonl", "run.json"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o644, name
+
+
 def test_a_second_run_on_a_locked_output_stops_at_once(tmp_path, capsys, clips):
     script, marks = driver(tmp_path, sleep=1.0)
     out, cache = tmp_path / "out", tmp_path / "cache"

