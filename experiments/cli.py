@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "extraction cache), train every arm, then write statistics and the report.",
         epilog=_RUN_EPILOG,
         examples=[
-            "cer experiment run experiments/studies/synthetic.yaml        # laptop CPU, minutes",
+            "cer experiment run experiments/studies/synthetic.yaml        # offline, 40 s on 2 cores",
             "cer experiment run experiments/studies/meld.yaml --arms bert_T zeroshot_floor",
             "cer experiment run my_study.yaml --output-dir runs/studies/try2 --force",
         ],
