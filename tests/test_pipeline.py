@@ -162,6 +162,44 @@ def test_rerender_reads_only_the_cache(tmp_path, cfg):
     assert forced.computed == 3
 
 
+def test_cold_clips_go_to_the_engine_unread_and_cached_ones_are_read_here(
+    tmp_path, cfg, monkeypatch
+):
+    from textualize import pipeline
+
+    looked_up = []
+
+    def counting(clip, *args):
+        looked_up.append(clip.clip_id)
+        return read_cached(clip, *args)
+
+    read_cached = pipeline.read_cached
+    monkeypatch.setattr(pipeline, "read_cached", counting)
+    first = textualize(EXAMPLES, tmp_path / "a", cfg)
+    assert first.computed == 3 and looked_up == []  # nothing hashed or probed before the workers
+    again = textualize(EXAMPLES, tmp_path / "b", cfg)
+    assert again.cached == 3 and sorted(looked_up) == ["empty_room", "happy news", "voicemail"]
+    assert (tmp_path / "a" / "prompts.jsonl").read_text() == (
+        tmp_path / "b" / "prompts.jsonl"
+    ).read_text()
+
+
+def test_cache_only_read_decodes_no_audio(tmp_path, cfg, monkeypatch):
+    from textualize import extract
+    from textualize.cache import StageCache
+    from textualize.inputs import discover
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cache-only read decoded audio")
+
+    monkeypatch.setattr(extract, "read_audio", no_decoding)
+    clip = next(c for c in discover(EXAMPLES).clips if c.clip_id == "voicemail")
+    plan = extract.plan_extraction(cfg)
+    desc = extract.read_cached(clip, cfg, plan, StageCache(cfg.cache_dir))
+    assert set(desc.uncached) == {"prosody", "transcript"}
+    assert "cer textualize" in desc.status["transcript"].reason
+
+
 def test_explicit_face_request_fails_fast_without_weights(tmp_path, cfg):
     from dataclasses import replace
 

@@ -283,9 +283,8 @@ def test_report_markdown_tables_and_figures(study, results, tmp_path):
 
 
 def test_short_model_names_never_show_a_virtualenv_path():
-    from experiments.study_facts import short_model
-
     from cer.bundled import resolve_model_name
+    from experiments.study_facts import short_model
 
     bundled = str(resolve_model_name("bundled-minilm")[0])  # a folder inside the virtualenv
     assert short_model(bundled, "bundled-minilm") == "bundled-minilm"

@@ -134,6 +134,7 @@ class StageCache:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.unstored = 0  # entries this instance could not write
+        self._digests: dict[str, str] = {}  # file identity -> content hash, seen by this instance
 
     def path(self, stage: str, key: str, suffix: str) -> Path:
         return self.root / stage / key[:2] / f"{key}{suffix}"
@@ -192,17 +193,36 @@ class StageCache:
         index does the same). The memo stores the identity it was written for. A rewrite within
         one tick of the file system's clock is not seen.
         """
+        ident, key, digest = self._memo(path)
+        if digest is None:
+            digest = content_hash(path)
+            self.put("hash", key, ".txt", f"{ident}\n{digest}".encode())
+            self._digests[ident] = digest
+        return digest
+
+    def known_hash(self, path: str | Path) -> str | None:
+        """The content hash remembered for this file as it is now, or None; the file itself is
+        not read.
+
+        A clip without one has nothing in the cache under its current identity worth a serial
+        look from the main process: the pipeline sends it straight to a worker.
+        """
+        return self._memo(path)[2]
+
+    def _memo(self, path: str | Path) -> tuple[str, str, str | None]:
+        """(identity, memo key, remembered digest or None) of the file at ``path``."""
         st = os.stat(path)
         ident = (
             f"{Path(path).resolve()}|{st.st_dev}|{st.st_ino}|{st.st_size}"
             f"|{st.st_mtime_ns}|{st.st_ctime_ns}"
         )
         key = hashlib.sha256(ident.encode()).hexdigest()[:32]
+        if ident in self._digests:  # known_hash then file_hash: the memo is read once
+            return ident, key, self._digests[ident]
         memo = self.get("hash", key, ".txt")
         if memo is not None:
             written_for, _, digest = memo.decode(errors="replace").rpartition("\n")
             if written_for == ident and _DIGEST.fullmatch(digest):
-                return digest
-        digest = content_hash(path)
-        self.put("hash", key, ".txt", f"{ident}\n{digest}".encode())
-        return digest
+                self._digests[ident] = digest
+                return ident, key, digest
+        return ident, key, None

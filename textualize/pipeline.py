@@ -111,8 +111,10 @@ def extract_units(
     """Units of every clip, in completion order, computed by the engine ``cfg.engine`` names.
 
     Clips whose every stage is already cached are read here, in the main process: a re-run (or
-    a re-render) starts no worker and no Ray, and loads no model. Text-only clips (no media)
-    never reach an extractor.
+    a re-render) starts no worker and no Ray, and loads no model. A clip whose content hash is
+    not remembered yet (a cold cache, a new or rewritten file) goes straight to the engine, so
+    the main process neither hashes nor probes it before the workers start. Text-only clips (no
+    media) never reach an extractor.
     """
     for clip in clips:
         if is_text_only(clip):
@@ -121,6 +123,9 @@ def extract_units(
     if todo and not cfg.force:
         cache, media, todo = StageCache(cfg.cache_dir), todo, []
         for clip in media:
+            if not _maybe_cached(clip, cache):
+                todo.append(clip)
+                continue
             desc = read_cached(clip, cfg, plan, cache)
             if desc.uncached:
                 todo.append(clip)
@@ -133,6 +138,14 @@ def extract_units(
     else:
         from textualize.local_engine import compute_units
     yield from compute_units(todo, cfg, plan)
+
+
+def _maybe_cached(clip: Clip, cache: StageCache) -> bool:
+    """False when the cache cannot hold this clip yet: its file's hash is not remembered."""
+    try:
+        return cache.known_hash(clip.path) is not None
+    except OSError:
+        return True  # read_cached records why the file cannot be read, without a worker
 
 
 def text_only_unit(clip: Clip) -> UnitFeatures:

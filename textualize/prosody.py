@@ -289,19 +289,10 @@ def summarize_prosody(
     with timestamps on the LLD time base; those whose midpoint lies in the span give the syllable
     count of ``articulation_rate`` (else loudness peaks inside the speech stand in for syllables).
     """
-    missing = [c for c in ("time", *SUMMARY_LLDS) if c not in lld.columns]
-    if missing:
-        raise ProsodyInputError(
-            f"LLD table lacks columns {missing}; pass ProsodyTrack.lld from ProsodyExtractor"
-        )
-    times = lld["time"].to_numpy(dtype=np.float64)
-    if end is None:
-        end = max(start, float(times.max()) + LLD_HOP_SEC) if times.size else start
-    span = lld[(times >= start) & (times < end)]
+    span, end = _span_columns(lld, start, end)
     duration = max(0.0, float(end) - float(start))
-    n = len(span)
-    f0 = span[F0].to_numpy(dtype=np.float64)
-    loudness = span[LOUDNESS].to_numpy(dtype=np.float64)
+    f0, loudness = span[F0], span[LOUDNESS]
+    n = f0.size
     voiced = f0 > 0
     quiet = ~voiced & (loudness < config.pause_loudness)
     pauses = [
@@ -327,10 +318,45 @@ def summarize_prosody(
         # openSMILE writes 0 where a period-based measure is undefined, as in its "nz" functionals.
         jitter=_mean(_nonzero(span[JITTER], voiced)),
         shimmer_db=_mean(_nonzero(span[SHIMMER], voiced)),
-        hnr_db=_mean(span[HNR].to_numpy(dtype=np.float64)[voiced]),
+        hnr_db=_mean(span[HNR][voiced]),
         **_speech_measures(span, voiced, quiet, config, _words_in(words, start, end)),
-        silent=bool(voiced.sum() * LLD_HOP_SEC < config.min_voiced_sec),
+        silent=_too_little_voice(voiced, config),
     )
+
+
+def is_silent(
+    lld: pd.DataFrame,
+    start: float = 0.0,
+    end: float | None = None,
+    config: ProsodyConfig = ProsodyConfig(),
+) -> bool:
+    """``summarize_prosody(lld, start, end, config).silent``, without the rest of the summary."""
+    span, _ = _span_columns(lld, start, end, (F0,))
+    return _too_little_voice(span[F0] > 0, config)
+
+
+def _too_little_voice(voiced: np.ndarray, config: ProsodyConfig) -> bool:
+    return bool(voiced.sum() * LLD_HOP_SEC < config.min_voiced_sec)
+
+
+def _span_columns(
+    lld: pd.DataFrame, start: float, end: float | None, names: Sequence[str] = ()
+) -> tuple[dict[str, np.ndarray], float]:
+    """The columns ``names`` (default: the summary LLDs and the timbre LLDs present) of the
+    frames in [start, end), as float64 arrays by name, and the span's end (``end=None``: the end
+    of the last frame). Plain arrays: a cached re-render summarises every clip, and slicing the
+    whole LLD table per span cost more than the summary itself."""
+    missing = [c for c in ("time", *SUMMARY_LLDS) if c not in lld.columns]
+    if missing:
+        raise ProsodyInputError(
+            f"LLD table lacks columns {missing}; pass ProsodyTrack.lld from ProsodyExtractor"
+        )
+    times = lld["time"].to_numpy(dtype=np.float64)
+    if end is None:
+        end = max(start, float(times.max()) + LLD_HOP_SEC) if times.size else start
+    inside = (times >= start) & (times < end)
+    names = names or (*SUMMARY_LLDS, *(c for c in TIMBRE_LLDS if c in lld.columns))
+    return {c: lld[c].to_numpy(dtype=np.float64)[inside] for c in names}, end
 
 
 def _words_in(words: Sequence[Word], start: float, end: float) -> list[str]:
@@ -360,7 +386,7 @@ def count_syllables(word: str) -> int:
 
 
 def _speech_measures(
-    span: pd.DataFrame,
+    span: dict[str, np.ndarray],
     voiced: np.ndarray,
     quiet: np.ndarray,
     config: ProsodyConfig,
@@ -376,8 +402,8 @@ def _speech_measures(
         }
     first, last = int(where[0]), int(where[-1]) + 1
     speech_sec = (last - first) * LLD_HOP_SEC
-    f0 = span[F0].to_numpy(dtype=np.float64)[first:last]
-    loudness = span[LOUDNESS].to_numpy(dtype=np.float64)[first:last]
+    f0 = span[F0][first:last]
+    loudness = span[LOUDNESS][first:last]
     inner = voiced[first:last]
     pauses = [
         n * LLD_HOP_SEC
@@ -397,7 +423,7 @@ def _speech_measures(
     smooth = np.convolve(loudness, np.ones(10) / 10, mode="same")
     mean_loudness = float(loudness.mean())
     timbre = {
-        name: _mean(span[column].to_numpy(dtype=np.float64)[voiced]) if column in span else None
+        name: _mean(span[column][voiced]) if column in span else None
         for name, column in (
             ("alpha_ratio_db", ALPHA_RATIO),
             ("hammarberg_db", HAMMARBERG),
@@ -451,8 +477,8 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def _nonzero(column: pd.Series, voiced: np.ndarray) -> np.ndarray:
-    values = column.to_numpy(dtype=np.float64)[voiced]
+def _nonzero(column: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    values = column[voiced]
     return values[values != 0]
 
 
