@@ -50,11 +50,12 @@ def textualize_fold(labels: pd.DataFrame, fold: int, describer: str, out: Path, 
     from textualize.speech import bundled_whisper_model
 
     folder = out / describer / f"fold{fold}"
-    folder.mkdir(parents=True, exist_ok=True)
-    fold_labels(labels, fold).to_csv(folder / "labels.csv", index=False)
+    roles = out / describer / f"fold{fold}_labels.csv"  # beside the output: a run replaces it whole
+    roles.parent.mkdir(parents=True, exist_ok=True)
+    fold_labels(labels, fold).to_csv(roles, index=False)
     cfg = TextualizeConfig(
         cache_dir=args.cache_dir,
-        labels=str(folder / "labels.csv"),
+        labels=str(roles),
         face="off",
         whisper_model=bundled_whisper_model() or "tiny.en",
         language="en",

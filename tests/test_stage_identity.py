@@ -18,8 +18,9 @@ from textualize.config import TextualizeConfig
 from textualize.extract import Extractors, plan_extraction
 from textualize.faces import MULTITASK_ENV, FaceConfig
 from textualize.prosody import ProsodyConfig, ProsodyExtractor
-from textualize.speech import SpeechConfig, identity_text
+from textualize.speech import SpeechConfig
 from textualize.speech_emotion import SpeechEmotionConfig
+from textualize.stage_identity import identity_text
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "clips"
 

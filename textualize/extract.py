@@ -246,7 +246,7 @@ class _ClipRun:
     def model(self, stage: str):
         """The stage's model, refused if it computes otherwise than its cache key says (a Ray
         worker that sees a GPU the main process did not see), so no entry is mislabelled."""
-        from textualize.speech import identity_text
+        from textualize.stage_identity import identity_text
 
         model = self.models.get(stage)
         planned = identity_text(self.plan.keys[stage])

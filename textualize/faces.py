@@ -41,6 +41,7 @@ from textualize.records import (
     FaceTrack,
     VideoFrame,
 )
+from textualize.stage_identity import identity_text, package_version, torch_device
 
 DETECTORS = ("Detectorv2", "Detectorv1", "MPDetector")
 # py-feat 0.x/1.x called Detectorv1 plain "Detector"; that name is accepted for it.
@@ -128,14 +129,14 @@ class FaceConfig:
         ``device`` is resolved to what will actually run."""
         detector = detector_class_name(self.detector)
         identity = {
-            "py-feat": _package_version("py-feat"),
-            "torch": _package_version("torch"),
+            "py-feat": package_version("py-feat"),
+            "torch": package_version("torch"),
             "detector": detector,
             "fps": self.fps,
             "threshold": self.face_threshold,
             # Batched convolutions may pick other kernels for other batch shapes.
             "batch_size": self.batch_size,
-            "device": resolve_device(self.device),
+            "device": torch_device(self.device),
             "threads": self.threads,
             "format": FaceTrack.TABLE_FORMAT,  # every face per frame, not only the kept one
         }
@@ -225,8 +226,6 @@ class FaceExtractor:
         self.detector = detector_class_name(config.detector)
         self.identity = config.identity()
         self._device = self.identity["device"]
-        from textualize.speech import identity_text
-
         self.version = identity_text(self.identity)
         import torch
 
@@ -390,22 +389,6 @@ def _batches(frames: Iterable[VideoFrame], size: int) -> Iterator[list[VideoFram
         batch.append(frame)
     if batch:
         yield batch
-
-
-def resolve_device(device: str) -> str:
-    """The torch device ``device`` means here: auto is cuda when torch sees a GPU."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
 
 
 def _build_detector(name: str, device: str):

@@ -157,7 +157,7 @@ class ProsodyExtractor:
             )
         self.lld_names: tuple[str, ...] = tuple(self._lld.feature_names)
         self.functional_names: tuple[str, ...] = tuple(self._functionals.feature_names)
-        from textualize.speech import identity_text
+        from textualize.stage_identity import identity_text
 
         self.identity = config.identity()
         self.version = identity_text(self.identity)

@@ -42,6 +42,7 @@ import numpy as np
 
 from cer.fingerprints import model_identity
 from textualize.records import Segment, Transcript, Word
+from textualize.stage_identity import identity_text, package_version, torch_device
 
 SAMPLE_RATE = 16_000  # Hz; what every Whisper model expects
 BACKENDS = ("faster-whisper", "openai-whisper")
@@ -157,7 +158,7 @@ class SpeechConfig:
         library = "faster-whisper" if self.backend == "faster-whisper" else "openai-whisper"
         device = resolve_device(self)
         return {
-            "backend": f"{library}=={_package_version(library)}",
+            "backend": f"{library}=={package_version(library)}",
             "model": model_identity(self.model),
             "device": device,
             "compute_type": resolve_compute_type(self, device),
@@ -173,11 +174,6 @@ class SpeechConfig:
         }
 
 
-def identity_text(identity: dict) -> str:
-    """One line naming a stage identity, e.g. ``backend=faster-whisper==1.2.1 model=... ...``."""
-    return " ".join(f"{key}={value}" for key, value in identity.items())
-
-
 def resolve_device(config: SpeechConfig) -> str:
     """The device ``config.device`` means here: auto is cuda when the backend sees a GPU."""
     if config.device != "auto":
@@ -186,9 +182,7 @@ def resolve_device(config: SpeechConfig) -> str:
         import ctranslate2
 
         return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch_device("auto")
 
 
 def resolve_compute_type(config: SpeechConfig, device: str) -> str:
@@ -198,13 +192,6 @@ def resolve_compute_type(config: SpeechConfig, device: str) -> str:
     if config.compute_type != "auto":
         return config.compute_type
     return "float16" if device == "cuda" else "int8"
-
-
-def _package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
 
 
 class TranscriberUnavailable(RuntimeError):

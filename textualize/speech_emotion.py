@@ -19,7 +19,6 @@ transformers and torch versions): the stage's cache key, its entry in ``run.json
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from dataclasses import dataclass, field
 
@@ -27,7 +26,8 @@ import numpy as np
 
 from cer.fingerprints import model_identity
 from textualize.records import SpeechEmotion
-from textualize.speech import hub_offline, identity_text
+from textualize.speech import hub_offline
+from textualize.stage_identity import identity_text, package_version, torch_device
 
 MODEL_FLAG = "--speech-emotion-model"
 KINDS = ("auto", "categorical", "dimensional")
@@ -79,29 +79,13 @@ class SpeechEmotionConfig:
         stage, its entry in ``run.json`` and (as text) ``SpeechEmotion.model``. No model is
         loaded; ``device`` is resolved to what will actually run."""
         return {
-            "transformers": _package_version("transformers"),
-            "torch": _package_version("torch"),
+            "transformers": package_version("transformers"),
+            "torch": package_version("torch"),
             "model": model_identity(self.model),
             "kind": self.kind,
-            "device": resolve_device(self.device),
+            "device": torch_device(self.device),
             "threads": self.threads,
         }
-
-
-def resolve_device(device: str) -> str:
-    """The torch device ``device`` means here: auto is cuda when torch sees a GPU."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
 
 
 class SpeechEmotionUnavailable(RuntimeError):
