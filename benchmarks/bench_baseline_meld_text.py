@@ -1,6 +1,6 @@
 """MELD text features only: frozen MiniLM sentence embeddings + the early-fusion arm, on CPU.
 
-    python -m benchmarks.bench_baseline_meld_text [--config experiments/baseline/meld_text_early.yaml]
+    python -m benchmarks.bench_baseline_meld_text [--config configs/baseline/meld_text_early.yaml]
 
 Reads the gold transcripts of ../shared/data/meld/*_sent_emo.csv (from the project root, or
 ``--meld DIR``) with the MELD card's text repair (``data_cards.meld.read_meld_csv``), writes them
@@ -54,7 +54,7 @@ def meld_table(meld_dir: Path = MELD_DIR):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meld", type=Path, default=MELD_DIR, help="folder with the MELD CSVs")
-    parser.add_argument("--config", default="experiments/baseline/meld_text_early.yaml")
+    parser.add_argument("--config", default="configs/baseline/meld_text_early.yaml")
     parser.add_argument("--work", default="/tmp/cer_meld_baseline")
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks" / "results" / "baseline_meld_text_early.json")

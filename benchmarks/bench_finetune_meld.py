@@ -1,6 +1,6 @@
 """MELD text-only with MiniLM + LoRA on CPU: test accuracy, macro/weighted F1, training time.
 
-    python -m benchmarks.bench_finetune_meld [--config experiments/finetune/meld_minilm_lora.yaml]
+    python -m benchmarks.bench_finetune_meld [--config configs/finetune/meld_minilm_lora.yaml]
 
 Builds a prompts table from the gold transcripts in ../shared/data/meld/*.csv (from the project
 root, or ``--meld DIR``; train/dev/test, mojibake repaired), runs ``cer finetune train`` with the
@@ -89,7 +89,7 @@ def tfidf_reference(frame) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meld", type=Path, default=MELD_DIR, help="folder with the MELD CSVs")
-    parser.add_argument("--config", default="experiments/finetune/meld_minilm_lora.yaml")
+    parser.add_argument("--config", default="configs/finetune/meld_minilm_lora.yaml")
     parser.add_argument("--work", default="/tmp/cer_meld_finetune")
     parser.add_argument(
         "--max-steps", type=int, default=0, help="stop early (CPU budget); 0: the config's epochs"

@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         examples=[
             "cer data prepare meld /data/MELD.Raw runs/meld-prepared",
             "cer textualize runs/meld-prepared/manifest.parquet runs/meld-text",
-            "cer experiment run experiments/studies/synthetic.yaml",
+            "cer experiment run configs/studies/synthetic.yaml",
         ],
     )
     parser.add_argument("--version", action="version", version=f"cer {version()}")

@@ -1,7 +1,7 @@
 """``cer experiment``: run a whole study from one YAML file, rebuild its report, list shipped studies.
 
-cer experiment run experiments/studies/synthetic.yaml
-cer experiment run experiments/studies/meld.yaml --arms bert_T fusion_early
+cer experiment run configs/studies/synthetic.yaml
+cer experiment run configs/studies/meld.yaml --arms bert_T fusion_early
 cer experiment report runs/studies/synthetic --notebook
 cer experiment list
 """
@@ -13,7 +13,8 @@ import logging
 import sys
 from pathlib import Path
 
-STUDIES_DIR = Path(__file__).resolve().parent / "studies"
+#: Shipped study configs: data in the source checkout (``configs/studies``), not installed.
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "configs" / "studies"
 
 _RUN_EPILOG = """\
 A second run skips every stage whose inputs did not change (prepared data, prompt variants,
@@ -31,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "seeds; `run` does every stage and writes a comparative report.",
         examples=[
             "cer experiment list",
-            "cer experiment run experiments/studies/synthetic.yaml",
+            "cer experiment run configs/studies/synthetic.yaml",
             "cer experiment report runs/studies/synthetic --notebook",
         ],
     )
@@ -43,8 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "extraction cache), train every arm, then write statistics and the report.",
         epilog=_RUN_EPILOG,
         examples=[
-            "cer experiment run experiments/studies/synthetic.yaml        # offline, 40 s on 2 cores",
-            "cer experiment run experiments/studies/meld.yaml --arms bert_T zeroshot_floor",
+            "cer experiment run configs/studies/synthetic.yaml        # offline, 40 s on 2 cores",
+            "cer experiment run configs/studies/meld.yaml --arms bert_T zeroshot_floor",
             "cer experiment run my_study.yaml --output-dir runs/studies/try2 --force",
         ],
     )
@@ -138,6 +139,13 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
+    if not STUDIES_DIR.is_dir():
+        print(
+            f"cer experiment list: error: no shipped studies at {STUDIES_DIR}; they live in the "
+            "source checkout's configs/studies (an installed wheel does not carry them)",
+            file=sys.stderr,
+        )
+        return 2
     for path in sorted(STUDIES_DIR.glob("*.yaml")):
         lines = path.read_text(encoding="utf-8").splitlines()
         about = next((ln.lstrip("# ").strip() for ln in lines[1:] if ln.startswith("#")), "")

@@ -1,6 +1,6 @@
 """``cer baseline``: feature-fusion models on the same clips, splits and metrics as ``cer finetune``.
 
-cer baseline train --config experiments/baseline/synthetic_voice_early.yaml [--flag VALUE ...]
+cer baseline train --config configs/baseline/synthetic_voice_early.yaml [--flag VALUE ...]
 cer baseline predict RUN PROMPTS [--output-dir DIR]   (PROMPTS may have no labels)
 accelerate launch --multi_gpu --num_processes N -m cer baseline train ...   (data-parallel; add
     CUDA_VISIBLE_DEVICES= for N CPU processes)
@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "`cer textualize` cached (face AUs, openSMILE LLDs and functionals, text embeddings).",
         examples=[
             (
-                "cer baseline train --config experiments/baseline/textualized_leader.yaml "
+                "cer baseline train --config configs/baseline/textualized_leader.yaml "
                 "--prompts runs/meld-text"
             ),
             "cer baseline predict runs/baseline runs/new",
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--prompts is the YAML key source (prompts: is read too).",
         examples=[
             (
-                "cer baseline train --config experiments/baseline/textualized_leader.yaml "
+                "cer baseline train --config configs/baseline/textualized_leader.yaml "
                 "--prompts runs/meld-text"
             ),
             "cer baseline train --prompts runs/meld-text --arm late --modalities VA --seeds 1 2 3",

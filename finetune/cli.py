@@ -1,6 +1,6 @@
 """``cer finetune``: train/evaluate classifiers on prompts, and apply a trained run.
 
-    cer finetune train --config experiments/finetune/meld_minilm_lora.yaml [--flag VALUE ...]
+    cer finetune train --config configs/finetune/meld_minilm_lora.yaml [--flag VALUE ...]
     cer finetune predict RUN PROMPTS [--output-dir DIR]
 
 ``train`` also covers generative SFT (``--mode generate``), zero-shot scoring (``--mode
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "`cer textualize`, with LoRA or QLoRA, and evaluate them.",
         examples=[
             (
-                "cer finetune train --config experiments/finetune/meld_minilm_lora.yaml "
+                "cer finetune train --config configs/finetune/meld_minilm_lora.yaml "
                 "--prompts runs/meld-text/prompts.parquet"
             ),
             "cer finetune predict runs/finetune runs/new/prompts.parquet",
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--num_processes N -m cer.cli finetune train ...",
         examples=[
             (
-                "cer finetune train --config experiments/finetune/meld_minilm_lora.yaml "
+                "cer finetune train --config configs/finetune/meld_minilm_lora.yaml "
                 "--prompts runs/meld-text/prompts.parquet"
             ),
             (
@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                 "--seeds 1 2 3 --output-dir runs/bert"
             ),
             (
-                "cer finetune train --config experiments/finetune/cv_minilm_lora.yaml "
+                "cer finetune train --config configs/finetune/cv_minilm_lora.yaml "
                 "--prompts prompts.parquet --splits splits.parquet --folds 0 1"
             ),
         ],

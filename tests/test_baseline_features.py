@@ -263,7 +263,7 @@ def test_a_speech_encoder_adds_time_aligned_frames_and_is_cached(face_run, tmp_p
 
 
 def test_every_shipped_config_loads_and_help_works():
-    configs = sorted((REPO / "experiments" / "baseline").glob("*.yaml"))
+    configs = sorted((REPO / "configs" / "baseline").glob("*.yaml"))
     assert configs
     for path in configs:
         assert path.read_text().startswith("# "), f"{path} must open with the command that runs it"

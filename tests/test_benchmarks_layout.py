@@ -50,12 +50,12 @@ def test_results_are_json_beside_the_scripts():
         assert isinstance(json.loads(path.read_text(encoding="utf-8")), dict), path
 
 
-def test_benchmarks_are_not_installed_but_the_study_library_is():
+def test_benchmarks_and_configs_are_not_installed_but_the_study_library_is():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     assert any(fnmatch("experiments", pattern) for pattern in include)
-    for name in ("benchmarks", "benchmarks.bench_textualize"):
+    for name in ("benchmarks", "benchmarks.bench_textualize", "configs"):
         assert not any(fnmatch(name, pattern) for pattern in include), name
 
 
@@ -68,3 +68,13 @@ def test_benchmarks_import_only_from_the_project_root(tmp_path):
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert str(ROOT / "benchmarks") not in elsewhere.stdout
+
+
+def test_shipped_configs_are_data_at_the_project_root():
+    from experiments.cli import STUDIES_DIR
+
+    assert STUDIES_DIR == ROOT / "configs" / "studies"
+    for kind in ("studies", "textualize", "finetune", "baseline"):
+        assert list((ROOT / "configs" / kind).glob("*.yaml")), kind
+        assert not (ROOT / "experiments" / kind).exists(), kind
+    assert not list((ROOT / "configs").rglob("*.py"))

@@ -87,7 +87,7 @@ def test_every_shipped_textualize_config_loads_and_names_its_command():
     from cer.config import from_mapping, load_yaml
     from textualize.config import TextualizeConfig
 
-    configs = sorted((Path(__file__).parents[1] / "experiments" / "textualize").glob("*.yaml"))
+    configs = sorted((Path(__file__).parents[1] / "configs" / "textualize").glob("*.yaml"))
     assert configs
     for path in configs:
         assert path.read_text().startswith("# cer textualize "), path

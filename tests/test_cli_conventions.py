@@ -182,7 +182,7 @@ def test_an_unknown_action_is_a_usage_error_and_a_bare_group_prints_its_help(cap
 
 
 def _config_headers():
-    for path in sorted((ROOT / "experiments").glob("*/*.yaml")):
+    for path in sorted((ROOT / "configs").glob("*/*.yaml")):
         for line in path.read_text(encoding="utf-8").splitlines()[:3]:
             text = line.lstrip("#( ").removeprefix("or: ").rstrip(")")
             if text.startswith("cer "):

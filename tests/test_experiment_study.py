@@ -50,7 +50,7 @@ def test_every_shipped_study_loads_and_validates():
     }
     for path in SHIPPED:
         first = path.read_text(encoding="utf-8").splitlines()[0]
-        assert first == f"# cer experiment run experiments/studies/{path.name}", path
+        assert first == f"# cer experiment run configs/studies/{path.name}", path
         study = load_study(path)  # every arm's trainer config is built here
         assert study.arms and study.seeds
         assert study.reference_arm in study.arm_names
@@ -150,7 +150,7 @@ def test_cli_help_and_list_name_the_shipped_studies(capsys):
     assert main(["experiment", "list"]) == 0
     listing = capsys.readouterr().out
     for path in SHIPPED:
-        assert path.stem in listing and f"experiments/studies/{path.name}" in listing
+        assert path.stem in listing and f"configs/studies/{path.name}" in listing
 
 
 def test_cli_reports_a_bad_study_without_a_traceback(tmp_path, capsys):

@@ -12,7 +12,7 @@ from cer.config import ConfigError
 from finetune.classify import training_arguments
 from finetune.config import config_from_mapping, flat_mapping, load_config, save_resolved
 
-CONFIGS = sorted(Path(__file__).parents[1].glob("experiments/finetune/*.yaml"))
+CONFIGS = sorted(Path(__file__).parents[1].glob("configs/finetune/*.yaml"))
 
 
 def test_flat_yaml_splits_our_options_from_training_arguments(tmp_path):
