@@ -66,7 +66,11 @@ def warm(tmp_path_factory, clips, cfg) -> Path:
 
 @pytest.fixture()
 def cache(tmp_path, warm) -> Path:
-    return Path(shutil.copytree(warm, tmp_path / "cache"))
+    """A copy of the warm cache without its stored units, which would serve a re-run without
+    reading the stage entries these tests damage (units: tests/test_unit_cache.py)."""
+    copy = Path(shutil.copytree(warm, tmp_path / "cache"))
+    shutil.rmtree(copy / "units")
+    return copy
 
 
 def rerun(clips: Path, cache: Path, cfg: TextualizeConfig, out: Path):

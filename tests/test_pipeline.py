@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -178,10 +179,13 @@ def test_cold_clips_go_to_the_engine_unread_and_cached_ones_are_read_here(
     first = textualize(EXAMPLES, tmp_path / "a", cfg)
     assert first.computed == 3 and looked_up == []  # nothing hashed or probed before the workers
     again = textualize(EXAMPLES, tmp_path / "b", cfg)
-    assert again.cached == 3 and sorted(looked_up) == ["empty_room", "happy news", "voicemail"]
+    assert again.cached == 3 and looked_up == []  # the units the workers stored: one read a clip
     assert (tmp_path / "a" / "prompts.jsonl").read_text() == (
         tmp_path / "b" / "prompts.jsonl"
     ).read_text()
+    windows = textualize(EXAMPLES, tmp_path / "c", replace(cfg, window=1.0, hop=1.0))
+    assert windows.computed == 0  # other units: derived here from the cached stage results
+    assert sorted(looked_up) == ["empty_room", "happy news", "voicemail"]
 
 
 def test_cache_only_read_decodes_no_audio(tmp_path, cfg, monkeypatch):

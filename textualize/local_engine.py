@@ -33,6 +33,7 @@ from textualize.extract import (
     limit_threads,
 )
 from textualize.records import FAILED, MODALITIES, Clip, ClipDescriptors, ModalityStatus
+from textualize.unit_cache import UnitStore
 from textualize.units import UnitFeatures, make_units
 
 # Worker-process state: built once by the pool initializer.
@@ -41,12 +42,15 @@ _WORKER: dict = {}
 
 def _init_worker(cfg: TextualizeConfig, plan: ExtractionPlan, threads: int) -> None:
     limit_threads(threads)
-    _WORKER.update(cfg=cfg, plan=plan, models=Extractors(cfg), cache=StageCache(cfg.cache_dir))
+    cache = StageCache(cfg.cache_dir)
+    _WORKER.update(
+        cfg=cfg, plan=plan, models=Extractors(cfg), cache=cache, units=UnitStore(cfg, plan, cache)
+    )
 
 
-def _work(clip: Clip, window: float | None, hop: float | None) -> list[UnitFeatures]:
+def _work(clip: Clip) -> list[UnitFeatures]:
     desc = extract_clip(clip, _WORKER["cfg"], _WORKER["plan"], _WORKER["models"], _WORKER["cache"])
-    return make_units(desc, window, hop)
+    return _WORKER["units"].units_of(desc)
 
 
 def compute_units(
@@ -97,7 +101,7 @@ def _in_this_process(
     try:
         _init_worker(cfg, plan, threads)
         for clip in clips:
-            yield _work(clip, cfg.window, cfg.hop)
+            yield _work(clip)
     finally:
         for var, value in saved.items():
             if value is None:
@@ -137,7 +141,7 @@ def _submit(pool: ProcessPoolExecutor, clip: Clip, cfg: TextualizeConfig) -> Fut
     """Submit one clip; a worker it starts inherits a blocked SIGINT, so Ctrl-C stays ours."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        return pool.submit(_work, clip, cfg.window, cfg.hop)
+        return pool.submit(_work, clip)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 

@@ -59,7 +59,8 @@ from textualize.textualizer import (
     rendering_notes,
     with_new_speakers,
 )
-from textualize.units import UnitFeatures, make_units
+from textualize.unit_cache import UnitStore
+from textualize.units import UnitFeatures
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ def extract_units(
     """Units of every clip, in completion order, computed by the engine ``cfg.engine`` names.
 
     Clips whose every stage is already cached are read here, in the main process: a re-run (or
-    a re-render) starts no worker and no Ray, and loads no model. A clip whose content hash is
+    a re-render) starts no worker and no Ray, and loads no model; a clip whose units are stored
+    (``textualize.unit_cache``) is one small read. A clip whose content hash is
     not remembered yet (a cold cache, a new or rewritten file) goes straight to the engine, so
     the main process neither hashes nor probes it before the workers start. Text-only clips (no
     media) never reach an extractor.
@@ -122,7 +124,12 @@ def extract_units(
     todo = [clip for clip in clips if not is_text_only(clip)]
     if todo and not cfg.force:
         cache, media, todo = StageCache(cfg.cache_dir), todo, []
+        store = UnitStore(cfg, plan, cache)
         for clip in media:
+            units = store.load(clip)
+            if units is not None:
+                yield units
+                continue
             if not _maybe_cached(clip, cache):
                 todo.append(clip)
                 continue
@@ -130,7 +137,7 @@ def extract_units(
             if desc.uncached:
                 todo.append(clip)
             else:
-                yield make_units(desc, cfg.window, cfg.hop)
+                yield store.units_of(desc)
     if not todo:
         return
     if cfg.engine == "ray":
