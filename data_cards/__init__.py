@@ -1,9 +1,9 @@
-"""Dataset cards and preparation: MELD, C-EXPR-DB and any folder of clips into one manifest format.
+"""Dataset cards and preparation: MELD, C-EXPR-DB, RAVDESS and any clip folder into one format.
 
-``prepare_meld``, ``prepare_cexprdb`` and ``prepare_folder`` write ``manifest.parquet``,
-``splits.parquet``, ``failures.jsonl`` and ``prepare.json``; ``load_card`` reads a dataset card;
-``check_leakage`` fails when a source video sits on both sides of a split. This package is the
-lowest layer: it imports nothing from textualize, finetune or featurebaseline.
+``prepare_meld``, ``prepare_cexprdb``, ``prepare_ravdess`` and ``prepare_folder`` write
+``manifest.parquet``, ``splits.parquet``, ``failures.jsonl`` and ``prepare.json``; ``load_card``
+reads a dataset card; ``check_leakage`` fails when a source video sits on both sides of a split.
+This package is the lowest layer: it imports nothing from textualize, finetune or featurebaseline.
 """
 
 from data_cards.cards import Card, list_cards, load_card
@@ -12,6 +12,7 @@ from data_cards.folder import prepare_folder
 from data_cards.manifest import CLIP_COLUMNS, Failure, PreparedDataset, load_prepared, read_manifest
 from data_cards.meld import MeldOptions, prepare_meld
 from data_cards.protocols import check_leakage, find_leakage
+from data_cards.ravdess import RavdessOptions, prepare_ravdess
 
 __all__ = [
     "CLIP_COLUMNS",
@@ -20,6 +21,7 @@ __all__ = [
     "Failure",
     "MeldOptions",
     "PreparedDataset",
+    "RavdessOptions",
     "check_leakage",
     "find_leakage",
     "list_cards",
@@ -28,5 +30,6 @@ __all__ = [
     "prepare_cexprdb",
     "prepare_folder",
     "prepare_meld",
+    "prepare_ravdess",
     "read_manifest",
 ]

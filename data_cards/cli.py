@@ -1,4 +1,4 @@
-"""``cer data``: prepare MELD, C-EXPR-DB or a clip folder; print cards; check splits for leakage."""
+"""``cer data``: prepare MELD, C-EXPR-DB, RAVDESS or a clip folder; print cards; check splits."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from cer.config import ConfigError, add_options, resolve
 from data_cards.cexprdb import CexprdbOptions
 from data_cards.meld import MeldOptions
+from data_cards.ravdess import RavdessOptions
 
 _OUTPUT_FILES = "manifest.parquet, splits.parquet, failures.jsonl and prepare.json"
 
@@ -15,7 +16,7 @@ _OUTPUT_FILES = "manifest.parquet, splits.parquet, failures.jsonl and prepare.js
 def add_parser(subparsers) -> None:
     data = subparsers.add_parser(
         "data",
-        help="prepare datasets (MELD, C-EXPR-DB, your own) and read their cards",
+        help="prepare datasets (MELD, C-EXPR-DB, RAVDESS, your own) and read their cards",
         description="Check a dataset release, write a clip manifest and splits that "
         "`cer textualize` "
         "and the trainers read directly, print a dataset card, or check splits for leakage.",
@@ -75,6 +76,25 @@ def add_parser(subparsers) -> None:
     add_options(cexpr, CexprdbOptions)
     cexpr.set_defaults(func=_run_prepare, options_class=CexprdbOptions)
 
+    ravdess = which.add_parser(
+        "ravdess",
+        help="RAVDESS speech (8 emotions, HiCMAE's speaker-independent 6 folds)",
+        description="Read labels from the RAVDESS file names (Actor_XX/MM-VV-EE-II-SS-RR-AA) "
+        "of an audio-only (03-) or audio-video (01-) folder and write the speaker-independent "
+        "protocol hicmae-6fold: the published test actors of each fold, restricted to the actors "
+        "present (a fold without any is dropped, with a note), and validation actors taken from "
+        "the training actors. The card: `cer data card ravdess`.",
+        examples=[
+            "cer data prepare ravdess /data/ravdess runs/ravdess-prepared",
+            "cer data prepare ravdess /data/RAVDESS-video runs/ravdess-av --modality audiovisual",
+        ],
+    )
+    ravdess.add_argument("release_dir", metavar="FOLDER", help="folder with Actor_XX/ folders")
+    ravdess.add_argument("output_dir", metavar="OUTPUT", help="folder for the prepared dataset")
+    ravdess.add_argument("--config", help="YAML file with the options below (flags win)")
+    add_options(ravdess, RavdessOptions)
+    ravdess.set_defaults(func=_run_prepare, options_class=RavdessOptions)
+
     folder = which.add_parser(
         "folder",
         help="any folder of clips + labels CSV",
@@ -99,7 +119,7 @@ def add_parser(subparsers) -> None:
         help="print a dataset card",
         description="Print a dataset card: "
         "what the data is, its layout, licence, citation, known problems and "
-        "protocols. NAME is meld, cexprdb, folder or the path of your own card.",
+        "protocols. NAME is meld, cexprdb, ravdess, folder or the path of your own card.",
         examples=[
             "cer data card                  # list the cards",
             "cer data card meld",
@@ -150,6 +170,7 @@ def _summary(prepared) -> str:
         f"failures: {prepared.n_failures}"
         + (f" ({reasons}); see {prepared.failures_path}" if reasons else ""),
         f"protocols in {prepared.splits_path.name}: {', '.join(prepared.protocols) or 'none'}",
+        *(f"note: {note}" for note in prepared.report.get("notes", [])),
     ]
     return "\n".join(lines)
 
@@ -167,6 +188,10 @@ def _run_prepare(args: argparse.Namespace) -> int:
             from data_cards.meld import prepare_meld
 
             prepared = prepare_meld(args.release_dir, args.output_dir, options)
+        elif args.dataset == "ravdess":
+            from data_cards.ravdess import prepare_ravdess
+
+            prepared = prepare_ravdess(args.release_dir, args.output_dir, options)
         else:
             from data_cards.cexprdb import prepare_cexprdb
 

@@ -6,10 +6,14 @@ channel and the pooling ignores masked steps) and an MLP over the functionals. A
 modality is replaced by a learned "missing" embedding and its tokens are masked out.
 
 Arms: ``early`` (concatenation + MLP), ``late`` (per-modality classifiers mixed with learned
-weights over the modalities present), ``attention`` (multi-head self-attention over the tokens of
-all modalities, with time and modality embeddings, as in M2FNet's fusion), ``leader`` (LFAN-style:
-the leading modality's tokens query each follower by cross-attention), ``unimodal`` (one
-modality, the early arm's head).
+weights over the modalities present), ``attention`` (one transformer-encoder layer: multi-head
+self-attention over a class token and the tokens of all modalities, with time and modality
+embeddings; joint self-attention, not M2FNet's text-queried fusion), ``leader`` (LFAN-style: the
+leading modality's tokens query each follower by cross-attention), ``m2fnet`` (M2FNet's fusion
+idea: stacked multi-head attention fusion layers in which the text tokens are the queries and the
+audio and visual tokens the keys and values; the fused text, pooled, is concatenated with the
+audio and visual embeddings), ``unimodal`` (one modality, the early arm's head). How ``attention``
+and ``m2fnet`` compare with the paper: ``featurebaseline/ARMS.md``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: Stacked fusion layers of the ``m2fnet`` arm.
+M2FNET_FUSION_LAYERS = 2
 
 
 def _mlp(inputs: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential:
@@ -169,13 +177,25 @@ class FusionModel(nn.Module):
             self.norm = nn.LayerNorm(h)
             self.ffn = _mlp(h, 2 * h, h, p)
             self.head = _mlp(h * (1 + len(followers)), h, c, p)
+        elif spec.arm == "m2fnet":
+            if "text" not in spec.modalities or len(spec.modalities) < 2:
+                raise ValueError(
+                    "the m2fnet arm needs the text modality (T) and at least one of A and V: the "
+                    f"text queries the others; modalities here: {', '.join(spec.modalities)}"
+                )
+            others = [m for m in spec.modalities if m != "text"]
+            self.query = nn.Parameter(torch.randn(h) * 0.02)  # stands in for absent text
+            self.fusion = nn.ModuleList(
+                [M2FNetFusionLayer(h, spec.heads, p, others) for _ in range(M2FNET_FUSION_LAYERS)]
+            )
+            self.head = _mlp(h * (1 + len(others)), h, c, p)
         else:
             raise ValueError(f"unknown arm {spec.arm!r}")
 
     def forward(self, batch: dict[str, dict[str, torch.Tensor]]):
         """-> (logits (B, C), auxiliary loss terms or None)."""
         arm = self.spec.arm
-        tokens = arm in ("attention", "leader")
+        tokens = arm in ("attention", "leader", "m2fnet")
         encoded = {m: self.encoders[m](batch[m], tokens) for m in self.spec.modalities}
         if arm in ("early", "unimodal"):
             parts = [
@@ -187,6 +207,8 @@ class FusionModel(nn.Module):
             return self._late(batch, encoded)
         if arm == "attention":
             return self._attention(encoded)
+        if arm == "m2fnet":
+            return self._m2fnet(batch, encoded)
         return self._leader(batch, encoded)
 
     def _late(self, batch, encoded):
@@ -231,6 +253,49 @@ class FusionModel(nn.Module):
             follower_embeddings.append(encoded[m][0])
         state = self.norm(state + self.ffn(state))
         return self.head(torch.cat([masked_mean(state, qmask), *follower_embeddings], -1)), None
+
+    def _m2fnet(self, batch, encoded):
+        _, queries, qmask = encoded["text"]
+        absent = ~batch["text"]["present"]
+        queries = torch.where(absent[:, None, None], self.query.expand_as(queries), queries)
+        qmask = qmask.clone()
+        qmask[absent] = False
+        qmask[absent, 0] = True
+        others = {m: encoded[m] for m in self.spec.modalities if m != "text"}
+        for layer in self.fusion:
+            queries = layer(queries, others)
+        fused = masked_mean(queries, qmask)
+        return self.head(torch.cat([fused, *(e for e, _, _ in others.values())], -1)), None
+
+
+class M2FNetFusionLayer(nn.Module):
+    """One multi-head attention fusion layer: text queries each other modality; sums, then FFN.
+
+    Each other modality gets its own attention (text as query, that modality as key and value)
+    and a learned null key, so a clip without that modality attends to nothing harmful.
+    """
+
+    def __init__(self, hidden: int, heads: int, dropout: float, modalities: list[str]):
+        super().__init__()
+        self.attend = nn.ModuleDict(
+            {m: nn.MultiheadAttention(hidden, heads, dropout, batch_first=True) for m in modalities}
+        )
+        self.null = nn.ParameterDict(
+            {m: nn.Parameter(torch.randn(hidden) * 0.02) for m in modalities}
+        )
+        self.norm1 = nn.LayerNorm(hidden)
+        self.norm2 = nn.LayerNorm(hidden)
+        self.ffn = _mlp(hidden, 2 * hidden, hidden, dropout)
+
+    def forward(self, queries: torch.Tensor, others: dict) -> torch.Tensor:
+        attended = queries
+        for m, attention in self.attend.items():
+            _, keys, kmask = others[m]
+            keys = torch.cat([self.null[m].expand(keys.shape[0], 1, -1), keys], 1)
+            kmask = torch.cat([torch.ones_like(kmask[:, :1]), kmask], 1)
+            attended = attended + attention(queries, keys, keys, key_padding_mask=~kmask)[0]
+        queries = self.norm1(attended)
+        return self.norm2(queries + self.ffn(queries))
 
 
 def auxiliary_loss(aux, labels: torch.Tensor, loss_fn) -> torch.Tensor | None:

@@ -4,7 +4,8 @@ Every row (a clip or a window of it) gets its span cut out of the clip's tracks;
 audio frames are averaged onto the same time grid (``align_to_grid``), so a 5-fps face track and
 a 100-fps LLD track share steps by time. Stages the cache lacks are reported and left missing.
 With an image encoder, the face crops located by the face stage are embedded frame by frame
-(``ImageEncoder``) and join the visual frames on the same grid.
+(``ImageEncoder``, or a seed system's video encoder: ``released_encoders``) and join the visual
+frames on the same grid.
 """
 
 from __future__ import annotations
@@ -82,13 +83,13 @@ def clip_sequences(
     stage_cache = StageCache(run_cfg.cache_dir)
     encoder = image = None
     if "audio" in wanted and config.audio_encoder:
-        from featurebaseline.encoders import AudioEncoder
+        from featurebaseline.released_encoders import audio_encoder
 
-        encoder = AudioEncoder(config.audio_encoder, cache)
+        encoder = audio_encoder(config.audio_encoder, cache)  # HF model, hicmae: or vaemo:
     if "visual" in wanted and config.image_encoder:
-        from featurebaseline.encoders import ImageEncoder
+        from featurebaseline.released_encoders import image_encoder
 
-        image = ImageEncoder(config.image_encoder, cache)
+        image = image_encoder(config.image_encoder, cache)
     boxless: set[str] = set()  # clips whose face track predates face boxes
     step, steps = 1.0 / config.grid_hz, config.max_steps
     n = len(rows)
