@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from cer.config import ConfigError
 
-ARMS = ("early", "late", "attention", "leader", "unimodal")
+ARMS = ("early", "late", "attention", "leader", "m2fnet", "unimodal")
 TEMPORAL = ("conv", "gru", "none")
 TEXT_SOURCES = ("auto", "gold", "transcript")
 TEXT_POOLING = ("mean", "tokens", "both")
@@ -19,6 +19,8 @@ METRICS = ("macro_f1", "weighted_f1", "accuracy")
 #: Modality letters, as in ``cer textualize --modalities``: T text, V visual (face), A audio.
 MODALITY_NAMES = {"T": "text", "V": "visual", "A": "audio"}
 BUNDLED_MINILM = "bundled-minilm"
+#: Seed systems whose released checkpoints are encoders: ``SYSTEM:PATH`` in audio/image_encoder.
+RELEASED_SYSTEMS = ("hicmae", "vaemo")
 
 
 def _help(text: str, **extra) -> dict:
@@ -82,16 +84,20 @@ class BaselineConfig:
     audio_encoder: str | None = field(
         default=None,
         metadata=_help(
-            "frozen Hugging Face speech encoder (wav2vec2/HuBERT path or name) whose frames join the "
-            "audio sequence; none: openSMILE LLDs only"
+            "frozen speech encoder whose frames join the audio sequence: a Hugging Face model "
+            "(wav2vec2/HuBERT path or name), or a seed system's released checkpoint file, "
+            "hicmae:PATH (HiCMAE's VoxCeleb2 base checkpoint-99.pth, log-mel input) or "
+            "vaemo:PATH; none: openSMILE LLDs only"
         ),
     )
     image_encoder: str | None = field(
         default=None,
         metadata=_help(
             "frozen image model applied to the face crops the face stage located (Hugging Face "
-            "path or name, or torchvision:NAME with its downloaded weights); its per-frame "
-            "embeddings join the visual sequence; none: AUs and emotions only"
+            "path or name, torchvision:NAME with its downloaded weights, or a seed system's "
+            "released checkpoint file: hicmae:PATH, HiCMAE's video encoder on runs of 16 crops, "
+            "or vaemo:PATH); its per-frame embeddings join the visual sequence; none: AUs and "
+            "emotions only"
         ),
     )
     functionals: bool = field(
@@ -120,7 +126,8 @@ class BaselineConfig:
         metadata=_help(
             "fusion arm: early (concat + MLP), late (per-modality predictions combined), attention "
             "(cross-modal multi-head attention), leader (visual-led leader-follower attention, "
-            "LFAN-style), unimodal (exactly one modality)",
+            "LFAN-style), m2fnet (text queries A and V in stacked attention layers; needs T), "
+            "unimodal (exactly one modality)",
             choices=ARMS,
         ),
     )
@@ -209,6 +216,11 @@ class BaselineConfig:
                 f"the unimodal arm takes exactly one modality, got {self.modalities!r};"
                 " e.g. --modalities A"
             )
+        if self.arm == "m2fnet" and ("T" not in letters or len(letters) < 2):
+            raise ConfigError(
+                f"the m2fnet arm needs text (T) to query with and at least one of A and V, got "
+                f"{self.modalities!r}; e.g. --modalities TA or --modalities TVA"
+            )
         if self.arm == "leader" and self.leader.upper() not in letters:
             raise ConfigError(f"leader {self.leader!r} is not among modalities {self.modalities!r}")
         if self.grid_hz <= 0 or self.max_steps < 1:
@@ -227,6 +239,13 @@ class BaselineConfig:
             raise ConfigError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if not self.seeds:
             raise ConfigError("seeds must list at least one seed, e.g. seeds: [42]")
+        for name in ("audio_encoder", "image_encoder"):
+            system, _, path = (getattr(self, name) or "").partition(":")
+            if system.lower() in RELEASED_SYSTEMS and not path.strip():
+                raise ConfigError(
+                    f"{name} {getattr(self, name)!r} needs the checkpoint file after the colon, "
+                    f"e.g. {system}:/models/{system}/checkpoint.pth"
+                )
 
     @property
     def modality_names(self) -> tuple[str, ...]:
