@@ -137,6 +137,7 @@ def arm_config(study: StudyConfig, arm: ArmSpec, *, folds: tuple[int, ...] | Non
         from featurebaseline.config import BaselineConfig
 
         values = {**arm.config, **filled, "source": str(prompts_dir), "modalities": arm.modalities}
+        values.update(encoder_values(values, f"arm {arm.name!r}"))
         try:
             return from_mapping(BaselineConfig, values, source=source)
         except ConfigError as err:
@@ -157,6 +158,28 @@ def arm_config(study: StudyConfig, arm: ArmSpec, *, folds: tuple[int, ...] | Non
         return config_from_mapping(values, source=source)
     except ConfigError as err:
         raise ConfigError(f"arm {arm.name!r}: {err}") from err
+
+
+def encoder_values(values: dict[str, Any], where: str) -> dict[str, str]:
+    """Encoder options of a baseline arm made explicit: a released checkpoint's relative path
+    (``hicmae:checkpoints/...``) resolved against the current directory like every path of a
+    study, so a missing file is named in full; a ``random:`` value checked now."""
+    from featurebaseline.config import RELEASED_SYSTEMS
+    from featurebaseline.random_encoders import RandomEncoderError, random_spec
+
+    resolved = {}
+    for key in ("audio_encoder", "image_encoder"):
+        value = values.get(key)
+        if not isinstance(value, str):
+            continue
+        system, _, path = value.partition(":")
+        if system.lower() in RELEASED_SYSTEMS and path.strip():
+            resolved[key] = f"{system.lower()}:{Path(path.strip()).expanduser().resolve()}"
+        try:
+            random_spec(value)
+        except RandomEncoderError as err:
+            raise ConfigError(f"{where}: {key}: {err}") from err
+    return resolved
 
 
 def arm_family(arm: ArmSpec, config: Any) -> str:

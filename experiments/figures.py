@@ -84,7 +84,10 @@ def score_figure(results: StudyResults) -> Figure | None:
         ax.set_xlabel(f"{title} (mean; whiskers: 95% CI)")
         ax.set_title(title)
         ax.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(y, [arm.name for arm in arms])
+    axes[0].set_yticks(
+        y,
+        [f"{arm.name}\n(random weights)" if arm.info.random_weights else arm.name for arm in arms],
+    )
     if any(arm.info.thin_modalities() for arm in arms):
         _legend(axes[1], arms)
     _footnote(figure, arms)

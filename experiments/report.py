@@ -52,7 +52,7 @@ def comparison_table(results: StudyResults, level: str = "rows") -> pd.DataFrame
         scores = arm.levels[level].metrics
         rows.append(
             {
-                "arm": arm.name,
+                "arm": arm_label(arm),
                 "kind": arm.info.kind,
                 "model": short_model(arm.info.model, written_model(specs.get(arm.name, {}))),
                 "modalities": arm.info.modalities,
@@ -73,6 +73,7 @@ def pairwise_table(results: StudyResults) -> pd.DataFrame:
     import pandas as pd
 
     thin = {arm.name: "".join(c.letter for c in arm.info.thin_modalities()) for arm in results.arms}
+    random = {arm.name for arm in results.arms if arm.info.random_weights}
     return pd.DataFrame(
         [
             {
@@ -91,9 +92,16 @@ def pairwise_table(results: StudyResults) -> pd.DataFrame:
                 "McNemar p (Holm)": _p(c.mcnemar_p_holm),
                 "pairing": c.pairing,
                 "caution": "; ".join(
-                    f"{arm}: {thin[arm]} mostly missing"
-                    for arm in (c.arm_a, c.arm_b)
-                    if thin.get(arm)
+                    [
+                        f"{arm}: {thin[arm]} mostly missing"
+                        for arm in (c.arm_a, c.arm_b)
+                        if thin.get(arm)
+                    ]
+                    + [
+                        f"{arm}: random weights, not a result"
+                        for arm in (c.arm_a, c.arm_b)
+                        if arm in random
+                    ]
                 ),
             }
             for c in results.comparisons
@@ -255,6 +263,10 @@ def report_sections(results: StudyResults, figures: dict[str, Path]) -> dict[str
             f"label equally often: macro F1 {chance.get('macro_f1', 0):.2f}, accuracy "
             f"{chance.get('accuracy', 0):.2f})."
         )
+        if any(arm.info.random_weights for arm in results.arms):
+            caption += (
+                " Arms labelled (random weights) read an encoder with random weights: not a result."
+            )
         sections["scores"] = ["## Scores", *figure("scores", caption), *_detail(results)]
     sections["pairwise"] = _pairwise(results)
     if results.arms:
@@ -303,6 +315,7 @@ def _summary(results: StudyResults) -> list[Block]:
                 "rows) and, in brackets, the 95% bootstrap interval over the evaluation clips."
             ),
             _markdown(summary_table(results)),
+            *random_weights_caption(results),
         ]
     else:
         lines.append("No arm has results yet: run the study (`cer experiment run STUDY.yaml`).")
@@ -329,7 +342,7 @@ def summary_table(results: StudyResults) -> pd.DataFrame:
         ]
         rows.append(
             {
-                "arm": arm.name,
+                "arm": arm_label(arm),
                 "what it is": arm.info.description or spec.get("description") or arm.info.kind,
                 "modalities (present/clips)": ", ".join(seen) or "–",
                 "model": short_model(arm.info.model, written_model(spec)),
@@ -339,6 +352,26 @@ def summary_table(results: StudyResults) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def arm_label(arm) -> str:
+    """The arm's name, followed by "(random weights: not a result)" when an encoder it reads has
+    random weights."""
+    from featurebaseline.random_encoders import NOTE
+
+    return f"{arm.name} ({NOTE})" if arm.info.random_weights else arm.name
+
+
+def random_weights_caption(results: StudyResults) -> list[Block]:
+    """The warning under the summary table, one line per arm with random weights."""
+    marked = [arm for arm in results.arms if arm.info.random_weights]
+    if not marked:
+        return []
+    lines = "\n".join(
+        f"- **{arm.name}**: " + ", ".join(f"{k} `{v}`" for k, v in arm.info.random_weights.items())
+        for arm in marked
+    )
+    return [RANDOM_WEIGHTS, lines]
 
 
 def _detail(results: StudyResults) -> list[Block]:
@@ -383,6 +416,12 @@ def _pairwise(results: StudyResults) -> list[Block]:
         lines += ["Pairs not compared:", skipped]
     return lines
 
+
+RANDOM_WEIGHTS = """\
+**Random weights: not a result.** The arm(s) below read features from an encoder whose weights are
+randomly initialised (no pretrained weights were available where the study ran). Their scores only
+show that the arm runs end to end; they say nothing about the encoder and must not be read or cited
+as results."""
 
 METHOD = """\
 - **Scores.** Each run (one fold and seed) is scored on its test clips: accuracy, macro F1 (the

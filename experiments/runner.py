@@ -86,6 +86,11 @@ def prepare_data(study: StudyConfig):
     if data.kind == "cexprdb":
         options = from_mapping(CexprdbOptions, data.prepare, source="data.prepare")
         return prepare_cexprdb(data.source, out, options)
+    if data.kind == "ravdess":
+        from data_cards.ravdess import RavdessOptions, prepare_ravdess
+
+        options = from_mapping(RavdessOptions, data.prepare, source="data.prepare")
+        return prepare_ravdess(data.source, out, options)
     if data.kind == "synthetic":
         from experiments.synthetic import SyntheticOptions, make_synthetic_corpus
 
@@ -225,6 +230,7 @@ def train_arm(
         "variant": arm_variant(study, arm),
         "fingerprint": key,
         "config": to_mapping(config),
+        "random_weights": random_weights(config),
         **_coverage_notes(arm, coverage or {}),
     }
     write_json(arm_dir / ARM_FILE, info)
@@ -286,7 +292,7 @@ def _arm_stage(
     except Exception as err:  # noqa: BLE001  (the batch runner records a failing arm, goes on)
         arm_dir.mkdir(parents=True, exist_ok=True)
         (arm_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
-        reason = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+        reason = failure_reason(err)
         log.error("arm %s failed: %s (traceback in %s)", arm.name, reason, arm_dir / "error.log")
         _say(f"arm {arm.name}: FAILED: {reason}")
         return StageOutcome(f"failed: {reason}", time.perf_counter() - started)
@@ -320,6 +326,23 @@ class RepeatedWarnings(logging.Filter):
 def _say(line: str) -> None:
     """One line on stderr as an arm finishes, whatever the log level."""
     print(f"cer experiment: {line}", file=sys.stderr, flush=True)
+
+
+def failure_reason(err: BaseException) -> str:
+    """The line that status.json and the report give a failed arm. A missing model or checkpoint
+    (``EncoderUnavailable``) keeps its whole message: it names the file and where it comes from."""
+    from featurebaseline.encoders import EncoderUnavailable
+
+    line = f"{type(err).__name__}: {err}".splitlines()[0]
+    return line if isinstance(err, EncoderUnavailable) else line[:300]
+
+
+def random_weights(config: Any) -> dict[str, str]:
+    """Encoders of an arm whose weights are random (``featurebaseline.random_encoders``): what
+    ``arm.json`` records so the report marks the arm "random weights: not a result"."""
+    from featurebaseline.random_encoders import random_weight_encoders
+
+    return random_weight_encoders(to_mapping(config))
 
 
 def _coverage_notes(arm: ArmSpec, coverage: dict) -> dict[str, Any]:

@@ -53,6 +53,15 @@ def describe_score(score: dict[str, Any] | None) -> str:
     )
 
 
+def _random(study: StudyConfig, name: str) -> bool:
+    """Whether the arm's ``arm.json`` records an encoder with random weights."""
+    path = study.study_dir / "arms" / name / "arm.json"
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("random_weights"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def score_table(study: StudyConfig, outcome: StudyOutcome) -> str:
     """Every arm of the study with its status and scores, best macro F1 first."""
     rows = []
@@ -60,7 +69,8 @@ def score_table(study: StudyConfig, outcome: StudyOutcome) -> str:
         result = outcome.arms.get(arm.name)
         status = result.status if result else "not run now"
         score = arm_score(study.study_dir / "arms" / arm.name)
-        rows.append((arm.name, arm.kind, arm.modalities, status.split(":")[0], score))
+        name = arm.name + (" (random weights)" if _random(study, arm.name) and score else "")
+        rows.append((name, arm.kind, arm.modalities, status.split(":")[0], score))
     rows.sort(key=lambda r: -(r[4]["macro_f1"][0] if r[4] else -1.0))
     width = max([len("arm"), *(len(r[0]) for r in rows)])
     lines = [f"{'arm':<{width}}  {'kind':<9} {'mod':<4} {'status':<11} {'macro F1':>15} {'acc':>6}"]

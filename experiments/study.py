@@ -18,7 +18,7 @@ from typing import Any
 
 from cer.config import ConfigError, from_mapping, load_yaml, to_mapping
 
-DATA_KINDS = ("meld", "cexprdb", "folder", "synthetic")
+DATA_KINDS = ("meld", "cexprdb", "ravdess", "folder", "synthetic")
 ARM_KINDS = ("finetune", "baseline", "zeroshot")
 #: Short protocol names accepted in a study, and the ``splits.parquet`` names they stand for.
 PROTOCOL_ALIASES = {
@@ -28,11 +28,13 @@ PROTOCOL_ALIASES = {
     "video-disjoint": "video-disjoint",
     "stratified": "stratified-kfold",
     "stratified-kfold": "stratified-kfold",
+    "hicmae-6fold": "hicmae-6fold",
 }
 #: Protocols each dataset kind can produce (a folder's depends on its CSV: checked after prepare).
 KIND_PROTOCOLS = {
     "meld": ("official",),
     "cexprdb": ("reference-5fold", "video-disjoint"),
+    "ravdess": ("hicmae-6fold",),  # HiCMAE's speaker-independent folds (data_cards/ravdess.py)
     "folder": ("official", "video-disjoint", "stratified-kfold"),
     "synthetic": ("official",),
 }
@@ -156,7 +158,7 @@ def _data_spec(values: Any) -> DataSpec:
     kind = values.get("kind")
     if kind not in DATA_KINDS:
         raise ConfigError(f"data.kind must be one of {', '.join(DATA_KINDS)}, got {kind!r}")
-    protocol = canonical_protocol(values.get("protocol", "official"))
+    protocol = canonical_protocol(values.get("protocol") or KIND_PROTOCOLS[kind][0])
     if protocol not in KIND_PROTOCOLS[kind]:
         raise ConfigError(
             f"data.protocol {protocol!r} is not offered for {kind}; use one of "
@@ -268,12 +270,13 @@ def validate_study(study: StudyConfig) -> None:
     from textualize.config import TextualizeConfig  # noqa: F401  (import error = missing extra)
     from textualize.prompts import PromptRenderer
 
-    if study.data.kind in ("meld", "cexprdb"):
+    if study.data.kind in ("meld", "cexprdb", "ravdess"):
         from data_cards.cexprdb import CexprdbOptions
         from data_cards.meld import MeldOptions
+        from data_cards.ravdess import RavdessOptions
 
-        options = MeldOptions if study.data.kind == "meld" else CexprdbOptions
-        from_mapping(options, study.data.prepare, source="data.prepare")
+        options = {"meld": MeldOptions, "cexprdb": CexprdbOptions, "ravdess": RavdessOptions}
+        from_mapping(options[study.data.kind], study.data.prepare, source="data.prepare")
     elif study.data.kind == "synthetic":
         from experiments.synthetic import SyntheticOptions
 

@@ -41,6 +41,17 @@ PROTOCOLS = {
         "class-stratified folds over clips",
         "clips of one source video may sit on both sides of a split (see the leakage check)",
     ),
+    "hicmae-6fold": (
+        (
+            "HiCMAE's speaker-independent RAVDESS folds (4 test actors each, from its published "
+            "split files), restricted to the actors present; validation actors from the next fold"
+        ),
+        (
+            "comparable with published RAVDESS numbers only fold for fold: with fewer than 24 "
+            "actors some folds are dropped and every model trains on fewer actors (see the "
+            "prepare notes)"
+        ),
+    ),
 }
 NOT_RECORDED = "not recorded"
 

@@ -41,6 +41,18 @@ class ArmInfo:
     # letter -> counts (``evaluation.coverage.ModalityCoverage.to_dict``) over ``coverage_of``
     coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
     coverage_of: str = ""  # "evaluated clips", "all clips" (arm.json only) or "" (not recorded)
+    # encoder field -> value, for encoders with random weights: the arm's scores are not results
+    random_weights: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def random_note(self) -> str:
+        """ "random weights: not a result (audio_encoder random:wav2vec2)", or "" for real
+        weights."""
+        from featurebaseline.random_encoders import NOTE
+
+        if not self.random_weights:
+            return ""
+        return f"{NOTE} ({', '.join(f'{k} {v}' for k, v in self.random_weights.items())})"
 
     def modality_coverage(self) -> dict[str, ModalityCoverage]:
         from evaluation.coverage import ModalityCoverage
@@ -107,7 +119,19 @@ def read_arm_info(arm_dir: Path) -> ArmInfo:
         allow_unavailable=bool(data.get("allow_unavailable", False)),
         coverage=coverage,
         coverage_of="all clips" if coverage else "",
+        random_weights=_random_weights(data.get("random_weights"), data.get("config")),
     )
+
+
+def _random_weights(recorded: Any, config: Any) -> dict[str, str]:
+    """What ``arm.json`` records, else what its (or a run's) config says: a ``random:`` encoder
+    or a folder marked random is found either way, so the mark survives older arm folders."""
+    from featurebaseline.random_encoders import random_weight_encoders
+
+    found = random_weight_encoders(config if isinstance(config, dict) else {})
+    if isinstance(recorded, dict):
+        found.update({str(k): str(v) for k, v in recorded.items()})
+    return found
 
 
 def run_folders(arm_dir: Path) -> list[Path]:
@@ -168,6 +192,11 @@ def load_arm(arm_dir: str | Path) -> ArmRuns:
         )
     runs = tuple(read_run_predictions(folder) for folder in folders)
     info = read_arm_info(arm_dir)
+    if not info.random_weights:  # an arm folder without arm.json: its runs' configs say it
+        found = {}
+        for folder in folders:
+            found.update(_random_weights(None, _run_config(folder)))
+        info = replace(info, random_weights=found)
     if runs and all(run.coverage for run in runs):
         info = replace(info, coverage=evaluated_coverage(runs), coverage_of="evaluated clips")
     return ArmRuns(info=info, arm_dir=arm_dir, runs=runs)
@@ -225,6 +254,16 @@ def read_study_config(study_dir: Path) -> dict[str, Any]:
         return load_yaml(path)
     except ConfigError as err:
         raise StudyFolderError(f"cannot read {path}: {err}") from err
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    """A run folder's ``config.yaml`` (empty when absent or unreadable)."""
+    from cer.config import ConfigError, load_yaml
+
+    try:
+        return load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+    except ConfigError:
+        return {}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

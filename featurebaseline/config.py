@@ -87,7 +87,9 @@ class BaselineConfig:
             "frozen speech encoder whose frames join the audio sequence: a Hugging Face model "
             "(wav2vec2/HuBERT path or name), or a seed system's released checkpoint file, "
             "hicmae:PATH (HiCMAE's VoxCeleb2 base checkpoint-99.pth, log-mel input) or "
-            "vaemo:PATH; none: openSMILE LLDs only"
+            "vaemo:PATH; random:wav2vec2[:SEED] builds a small wav2vec2 with random weights (a "
+            "control: the report marks it 'random weights: not a result'); none: openSMILE LLDs "
+            "only"
         ),
     )
     image_encoder: str | None = field(

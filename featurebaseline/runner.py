@@ -140,6 +140,10 @@ def run_baseline(config: BaselineConfig, features: FeatureSet | None = None) -> 
     from cer.feedback import quiet_libraries
 
     quiet_libraries()
+    if features is None:  # a missing checkpoint stops here, not after the features of a fold
+        from featurebaseline.released_encoders import check_released
+
+        check_released(config.audio_encoder, config.image_encoder)
     started = time.perf_counter()
     per_fold = features is None and FOLD_FIELD in config.source
     if per_fold and not config.splits:
