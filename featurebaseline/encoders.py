@@ -59,6 +59,25 @@ def _array(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+def cached_table(cache: StageCache, stage: str, key: str, compute) -> np.ndarray:
+    """The array stored under ``stage``/``key``, else ``compute()``, stored there for next time."""
+    data = cache.get(stage, key, ".npy")
+    if data is not None:
+        return _array(data)
+    table = compute()
+    cache.put(stage, key, ".npy", _array_bytes(table))
+    return table
+
+
+def face_boxes(track) -> tuple[np.ndarray, str]:
+    """The located faces of a track as rows (time, x, y, width, height), and their digest."""
+    from textualize.records import FACE_BOX_COLUMNS
+
+    faces = track.frames[track.frames["face"].astype(bool)].dropna(subset=FACE_BOX_COLUMNS)
+    boxes = faces[["time", *FACE_BOX_COLUMNS]].to_numpy(np.float64)
+    return boxes, hashlib.sha256(_array_bytes(boxes)).hexdigest()[:16]
+
+
 def _load(model: str, kind: str):
     from transformers import AutoModel
 
@@ -173,18 +192,16 @@ class AudioEncoder:
     def frames(self, clip: Clip, clip_hash: str) -> np.ndarray:
         """(frames, 1 + hidden): column 0 is the frame centre in seconds from the clip start."""
         key = stage_key("audio_encoder", clip_hash, (clip.start, clip.end), self.key_config, "")
-        data = self.cache.get("audio_encoder", key, ".npy")
-        if data is not None:
-            return _array(data)
+        return cached_table(self.cache, "audio_encoder", key, lambda: self._table(clip))
+
+    def _table(self, clip: Clip) -> np.ndarray:
         from textualize.media import SAMPLE_RATE, decode_audio
 
         audio = decode_audio(clip.path, clip.start, clip.end)
         hidden = self._run(audio, SAMPLE_RATE) if len(audio) else np.zeros((0, 0), np.float32)
         duration = len(audio) / SAMPLE_RATE
         times = (np.arange(len(hidden)) + 0.5) * duration / max(len(hidden), 1)
-        table = np.column_stack([times, hidden]).astype(np.float32) if len(hidden) else hidden
-        self.cache.put("audio_encoder", key, ".npy", _array_bytes(table))
-        return table
+        return np.column_stack([times, hidden]).astype(np.float32) if len(hidden) else hidden
 
     def _run(self, audio: np.ndarray, rate: int) -> np.ndarray:
         import torch
@@ -226,35 +243,20 @@ class ImageEncoder:
 
         A track without boxes (cached by an older face stage, or an imported table) gives no rows.
         """
-        from textualize.records import FACE_BOX_COLUMNS
-
         if not track.has_boxes:
             return np.zeros((0, 1 + self.width), np.float32)
-        faces = track.frames[track.frames["face"].astype(bool)].dropna(subset=FACE_BOX_COLUMNS)
-        boxes = faces[["time", *FACE_BOX_COLUMNS]].to_numpy(np.float64)
-        digest = hashlib.sha256(_array_bytes(boxes)).hexdigest()[:16]
-        key = stage_key(
-            "image_encoder",
-            clip_hash,
-            (clip.start, clip.end),
-            {**self.key_config, "fps": fps},
-            digest,
-        )
-        data = self.cache.get("image_encoder", key, ".npy")
-        if data is not None:
-            return _array(data)
+        boxes, digest = face_boxes(track)
+        config = {**self.key_config, "fps": fps}
+        key = stage_key("image_encoder", clip_hash, (clip.start, clip.end), config, digest)
+        return cached_table(self.cache, "image_encoder", key, lambda: self._table(clip, boxes, fps))
+
+    def _table(self, clip: Clip, boxes: np.ndarray, fps: float) -> np.ndarray:
         times, crops = self._crops(clip, boxes, fps)
-        table = np.zeros((0, 1 + self.width), np.float32)
-        if crops:
-            hidden = np.concatenate(
-                [
-                    self._run(crops[b : b + self.batch_size])
-                    for b in range(0, len(crops), self.batch_size)
-                ]
-            )
-            table = np.column_stack([times, hidden]).astype(np.float32)
-        self.cache.put("image_encoder", key, ".npy", _array_bytes(table))
-        return table
+        if not crops:
+            return np.zeros((0, 1 + self.width), np.float32)
+        batches = range(0, len(crops), self.batch_size)
+        hidden = np.concatenate([self._run(crops[b : b + self.batch_size]) for b in batches])
+        return np.column_stack([times, hidden]).astype(np.float32)
 
     @property
     def width(self) -> int:

@@ -26,13 +26,11 @@ from featurebaseline.encoders import (
     AudioEncoder,
     EncoderUnavailable,
     ImageEncoder,
-    _array,
-    _array_bytes,
 )
-from textualize.cache import StageCache, stage_key
+from textualize.cache import StageCache
 
 if TYPE_CHECKING:
-    from textualize.records import Clip, FaceTrack
+    from textualize.records import Clip
 
 #: Prefix of a config value -> the module that builds and runs that system's encoder.
 SYSTEMS = {system: f"featurebaseline.{system}" for system in RELEASED_SYSTEMS}
@@ -109,29 +107,21 @@ class ReleasedModel:
         return self._model
 
 
-class ReleasedAudioEncoder:
+class ReleasedAudioEncoder(AudioEncoder):
     """``AudioEncoder.frames`` from a released checkpoint: (frames, 1 + hidden) per clip span."""
 
     def __init__(self, value: str, cache: StageCache):
         self.released, self.cache = ReleasedModel(value), cache
         self.key_config = {**self.released.identity, "input": "16 kHz mono"}
 
-    def frames(self, clip: Clip, clip_hash: str) -> np.ndarray:
-        """(frames, 1 + hidden): column 0 is the frame centre in seconds from the clip start."""
-        key = stage_key("audio_encoder", clip_hash, (clip.start, clip.end), self.key_config, "")
-        data = self.cache.get("audio_encoder", key, ".npy")
-        if data is not None:
-            return _array(data)
+    def _table(self, clip: Clip) -> np.ndarray:
         from textualize.media import decode_audio
 
         audio = decode_audio(clip.path, clip.start, clip.end)
-        table = self.released.module.audio_frames(self.released.model, audio)
-        table = np.asarray(table, np.float32)
-        self.cache.put("audio_encoder", key, ".npy", _array_bytes(table))
-        return table
+        return np.asarray(self.released.module.audio_frames(self.released.model, audio), np.float32)
 
 
-class ReleasedImageEncoder:
+class ReleasedImageEncoder(ImageEncoder):
     """``ImageEncoder.frames`` from a released checkpoint: the face stage's crops, with times.
 
     Crops are cut from the clip's frames with the cached face boxes exactly as for any image
@@ -144,31 +134,12 @@ class ReleasedImageEncoder:
         self.key_config = {**self.released.identity, "crop": "box"}
         self._width: int | None = None
 
-    def frames(self, clip: Clip, clip_hash: str, track: FaceTrack, fps: float) -> np.ndarray:
-        """(rows, 1 + hidden): column 0 is the time in seconds from the clip start.
-
-        A track without boxes (cached by an older face stage, or an imported table) gives no rows.
-        """
-        from textualize.records import FACE_BOX_COLUMNS
-
-        if not track.has_boxes:
+    def _table(self, clip: Clip, boxes: np.ndarray, fps: float) -> np.ndarray:
+        times, crops = self._crops(clip, boxes, fps)
+        if not crops:
             return np.zeros((0, 1 + self.width), np.float32)
-        faces = track.frames[track.frames["face"].astype(bool)].dropna(subset=FACE_BOX_COLUMNS)
-        boxes = faces[["time", *FACE_BOX_COLUMNS]].to_numpy(np.float64)
-        digest = hashlib.sha256(_array_bytes(boxes)).hexdigest()[:16]
-        config = {**self.key_config, "fps": fps}
-        key = stage_key("image_encoder", clip_hash, (clip.start, clip.end), config, digest)
-        data = self.cache.get("image_encoder", key, ".npy")
-        if data is not None:
-            return _array(data)
-        times, crops = ImageEncoder._crops(clip, boxes, fps)
-        if crops:
-            table = self.released.module.face_frames(self.released.model, crops, times)
-            table = np.asarray(table, np.float32)
-        else:
-            table = np.zeros((0, 1 + self.width), np.float32)
-        self.cache.put("image_encoder", key, ".npy", _array_bytes(table))
-        return table
+        table = self.released.module.face_frames(self.released.model, crops, times)
+        return np.asarray(table, np.float32)
 
     @property
     def width(self) -> int:

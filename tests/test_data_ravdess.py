@@ -16,6 +16,8 @@ from data_cards.errors import AnnotationError
 from data_cards.ravdess import RavdessOptions, parse_name, read_published_folds
 
 SHARED_RAVDESS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ravdess"
+# Emotion codes 01-08 of the file names, in order.
+EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 # HiCMAE's split01..06/test.csv, read actor by actor (see data_cards/ravdess_folds.csv).
 PUBLISHED_TEST_ACTORS = {
     0: [1, 2, 3, 4],
@@ -59,16 +61,7 @@ def test_labels_come_from_the_file_names():
     assert (name.actor, name.speaker, name.sex, name.statement) == (7, "actor07", "male", 1)
     assert parse_name("01-01-08-01-02-02-24").emotion == "surprised"
     assert parse_name("01-01-08-01-02-02-24").sex == "female"
-    assert [parse_name(f"03-01-0{e}-01-01-01-01").emotion for e in range(1, 9)] == [
-        "neutral",
-        "calm",
-        "happy",
-        "sad",
-        "angry",
-        "fearful",
-        "disgust",
-        "surprised",
-    ]
+    assert [parse_name(f"03-01-0{e}-01-01-01-01").emotion for e in range(1, 9)] == list(EMOTIONS)
     for bad in ("03-01-09-01-01-01-01", "03-01-05-01-01-01-25", "03-01-01-02-01-01-01", "x"):
         with pytest.raises(AnnotationError):
             parse_name(bad)
@@ -190,16 +183,7 @@ def test_a_mislabelled_or_misplaced_file_is_a_failure_not_a_crash(tmp_path, soun
 
 def test_the_card_is_shipped_and_names_the_protocol_and_sources():
     card = load_card("ravdess")
-    assert card.classes == (
-        "neutral",
-        "calm",
-        "happy",
-        "sad",
-        "angry",
-        "fearful",
-        "disgust",
-        "surprised",
-    )
+    assert card.classes == EMOTIONS
     assert card.get("protocols.hicmae-6fold.folds_file") == "ravdess_folds.csv"
     assert "github.com/sunlicai/HiCMAE" in card.text()
 

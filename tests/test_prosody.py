@@ -223,6 +223,21 @@ def test_long_audio_in_chunks_gives_the_same_llds_as_one_pass(voices):
     assert np.isnan(list(chunked.functionals.values())).all()
 
 
+@pytest.mark.parametrize("voice", ["normal", "fast"])
+def test_one_opensmile_run_gives_what_its_two_process_signal_runs_give(extractor, voices, voice):
+    import opensmile
+
+    audio = voices[voice]
+    track = extractor.extract(audio, SR)  # a short clip: both levels from one run
+    level, egemaps = opensmile.FeatureLevel, opensmile.FeatureSet.eGeMAPSv02
+    lld = opensmile.Smile(egemaps, level.LowLevelDescriptors).process_signal(audio, SR)
+    functionals = opensmile.Smile(egemaps, level.Functionals).process_signal(audio, SR)
+    starts = lld.index.get_level_values("start").total_seconds().to_numpy()
+    assert np.array_equal(track.lld["time"].to_numpy(), np.round(starts, 6))
+    assert np.array_equal(track.lld.drop(columns="time").to_numpy(), lld.to_numpy())
+    assert track.functionals == functionals.iloc[0].astype(float).to_dict()
+
+
 def test_extractor_builds_smile_objects_once_and_reuses_them(monkeypatch, voices):
     import opensmile
 

@@ -170,11 +170,79 @@ class ProsodyExtractor:
         """
         signal = _as_mono(audio, sample_rate)
         duration = signal.size / sample_rate
+        if self._one_chunk(signal, sample_rate):
+            times, values, functionals = self._both_levels(signal, sample_rate)
+            lld = pd.DataFrame(values, columns=list(self.lld_names))
+            lld.insert(0, "time", np.round(times, 6))
+            return ProsodyTrack(
+                lld=lld.dropna(how="all", subset=list(self.lld_names)).reset_index(drop=True),
+                functionals=dict(zip(self.functional_names, map(float, functionals))),
+                duration=duration,
+            )
         return ProsodyTrack(
             lld=self._extract_lld(signal, sample_rate),
             functionals=self._extract_functionals(signal, sample_rate),
             duration=duration,
         )
+
+    def _one_chunk(self, signal: np.ndarray, sample_rate: int) -> bool:
+        """Whether the LLDs come from one chunk and the functionals are computed (a short clip):
+        then one openSMILE run gives both."""
+        hop = round(LLD_HOP_SEC * sample_rate)
+        chunk = max(hop, round(self.config.chunk_sec * sample_rate / hop) * hop)
+        return signal.size <= chunk and signal.size / sample_rate <= self.config.functionals_max_sec
+
+    def _both_levels(
+        self, signal: np.ndarray, sample_rate: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """LLD frame times and values, and the functionals, from ONE openSMILE run.
+
+        ``Smile.process_signal`` runs the whole feature-set config once per level it reads; the
+        config computes both levels anyway, so this run attaches a sink to each (openSMILE's own
+        two-sink include, ``EXTERNAL_OUTPUT_MULTI_CONFIG``), with the options and the int16
+        conversion ``Smile`` uses. ``tests/test_prosody.py`` checks the values equal the two
+        ``process_signal`` runs'. Audio shorter than one frame gives no LLD rows and NaN
+        functionals, as there.
+        """
+        import os
+
+        from opensmile.core.config import config
+
+        smile_cfg = self._functionals
+        options = smile_cfg._options()
+        del options["sinkLevel"]
+        root = smile_cfg.default_config_root
+        options |= {
+            "sink": os.path.join(root, config.EXTERNAL_OUTPUT_MULTI_CONFIG),
+            "sinkLevelLLD": opensmile_level(self._lld),
+            "sinkLevelFunc": opensmile_level(self._functionals),
+            "source": os.path.join(root, config.EXTERNAL_INPUT_CONFIG),
+            "sampleRate": sample_rate,
+            "nBits": 16,
+        }
+        lld, lld_times, func = [], [], []
+        smile = smile_cfg._smile(options=options)
+        try:
+            smile.external_sink_set_callback_ex(
+                "extsinklld",
+                lambda data, meta: (lld.append(data.copy()), lld_times.append(meta.time)),
+            )
+            smile.external_sink_set_callback_ex(
+                "extsinkfunc", lambda data, meta: func.append(data.copy())
+            )
+            samples = (signal * 32768).astype(np.int16)
+            smile.external_audio_source_write_data(config.EXTERNAL_SOURCE_COMPONENT, bytes(samples))
+            smile.external_audio_source_set_eoi(config.EXTERNAL_SOURCE_COMPONENT)
+            smile.run()
+        finally:
+            smile.free()
+        width = len(self.lld_names)
+        values = np.vstack([np.ravel(row) for row in lld]) if lld else np.zeros((0, width))
+        times = np.asarray(lld_times, dtype=np.float64)
+        if times.size:
+            times[0] = 0.0  # as Smile: the first frame starts where the signal does
+        functionals = np.ravel(func[0]) if func else np.full(len(self.functional_names), np.nan)
+        return times, values, functionals
 
     def _extract_lld(self, signal: np.ndarray, sample_rate: int) -> pd.DataFrame:
         hop = round(LLD_HOP_SEC * sample_rate)
@@ -210,6 +278,12 @@ class ProsodyExtractor:
             # Audio shorter than a frame: openSMILE warns and returns one NaN row, handled above.
             warnings.filterwarnings("ignore", message="Segment too short")
             return smile.process_signal(signal, sample_rate)
+
+
+def opensmile_level(smile) -> str:
+    """The data-memory level name a ``Smile`` object reads (``lld``, ``func``...)."""
+    level = smile.feature_level
+    return level.value if hasattr(level, "value") else str(level)
 
 
 def _as_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
