@@ -110,6 +110,7 @@ def test_ray_engine_writes_the_same_cache_files_byte_for_byte(runs):
         "prosody",
         "transcript",
         "speech_emotion",
+        "units",
     }
     assert sorted(on_ray) == sorted(local)
     assert [name for name in local if local[name] != on_ray[name]] == []

@@ -35,7 +35,8 @@ from textualize.cache import StageCache
 from textualize.config import TextualizeConfig
 from textualize.extract import ExtractionPlan, Extractors, extract_clip, limit_threads
 from textualize.records import Clip, ClipDescriptors
-from textualize.units import UnitFeatures, make_units
+from textualize.unit_cache import UnitStore
+from textualize.units import UnitFeatures
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +152,13 @@ class ModelStage:
         return {"index": batch["index"], "descriptors": np.array(out, dtype=object)}
 
 
-def to_units(row: dict, window: float | None, hop: float | None) -> dict:
-    """Ray task: cut one clip into prompt units, so only small summaries travel back."""
+def to_units(row: dict, cfg: TextualizeConfig, plan: ExtractionPlan) -> dict:
+    """Ray task: cut one clip into prompt units, stored for the next run as the local engine
+    stores them, so only small summaries travel back."""
+    store = UnitStore(cfg, plan, StageCache(cfg.cache_dir))
     return {
         "index": row["index"],
-        "units": pickle.dumps(make_units(pickle.loads(row["descriptors"]), window, hop)),
+        "units": pickle.dumps(store.units_of(pickle.loads(row["descriptors"]))),
     }
 
 
@@ -227,7 +230,7 @@ def build_dataset(clips: list[Clip], cfg: TextualizeConfig, plan: ExtractionPlan
                 **resources,
             )
     # Milliseconds per clip: asks for no CPU, so it never holds one back from a model actor.
-    ds = ds.map(to_units, fn_args=(cfg.window, cfg.hop), num_cpus=0)
+    ds = ds.map(to_units, fn_args=(cfg, plan), num_cpus=0)
     ds.context.enable_progress_bars = False  # the pipeline's own bar counts clips
     ds.context.print_on_execution_start = False
     return ds
