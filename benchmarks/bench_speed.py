@@ -35,9 +35,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from benchmarks._process import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 RAVDESS = ROOT.parent / "shared" / "data" / "ravdess"
@@ -125,32 +126,7 @@ def run_parts(paths: list[str], model: str, result: Path) -> None:
 
 def timed(cmd: list[str], cwd: Path = ROOT) -> tuple[float, float]:
     """Run ``cmd``; (wall seconds, peak RSS of its process tree in MB)."""
-    import psutil
-
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    stderr: list[str] = []
-    reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()))
-    reader.start()
-    root, peak = psutil.Process(proc.pid), 0.0
-    while proc.poll() is None:
-        try:
-            procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    reader.join()
-    wall = time.perf_counter() - started
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{cmd[:4]} failed ({proc.returncode}): {''.join(stderr)[-2000:]}")
+    wall, peak, _ = run_measured(cmd, cwd)
     return wall, peak
 
 

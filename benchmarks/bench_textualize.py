@@ -17,9 +17,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
+
+from benchmarks._process import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [
@@ -117,37 +117,7 @@ def make_long_video(path: Path, minutes: float) -> None:
 
 def run_cli(args: list[str]) -> tuple[float, float, str]:
     """Run `cer textualize ...`; return (wall seconds, peak RSS of the process tree in MB, stderr)."""
-    import psutil
-
-    cmd = [sys.executable, "-m", "cer", "textualize", *args, "--progress", "false"]
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    peak = 0.0
-    stderr_chunks: list[str] = []
-    reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()))
-    reader.start()
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()) / 2**20)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    reader.join()
-    wall = time.perf_counter() - started
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(
-            f"cer textualize failed ({proc.returncode}): {''.join(stderr_chunks)[-2000:]}"
-        )
-    return wall, peak, "".join(stderr_chunks)
+    return run_measured([sys.executable, "-m", "cer", "textualize", *args, "--progress", "false"])
 
 
 def main() -> None:
